@@ -1,0 +1,31 @@
+"""Gradient estimators behind one interface, registered by name.
+
+Importing the package registers every estimator it ships; `make_estimator("name:key=value")`
+builds one, and `registry.names()` lists them.
+"""
+
+from estimators import backprop
+from estimators.base import (
+    Batch,
+    Draws,
+    Estimate,
+    GradientEstimator,
+    PerExampleLoss,
+    trainable_parameters,
+)
+from estimators.errors import EstimatorError
+from estimators.params import Param
+from estimators.registry import make_estimator
+
+__all__ = [
+    "Batch",
+    "Draws",
+    "Estimate",
+    "EstimatorError",
+    "GradientEstimator",
+    "Param",
+    "PerExampleLoss",
+    "backprop",
+    "make_estimator",
+    "trainable_parameters",
+]

@@ -1,0 +1,9 @@
+"""Errors a user can cause when choosing tasks or data; the command line prints them as one line."""
+
+
+class TaskError(ValueError):
+    """An unknown task name or an invalid task option."""
+
+
+class DataError(TaskError):
+    """A data set that cannot be found or read where the user pointed."""

@@ -1,0 +1,23 @@
+"""Shared test setup: a sensible thread count and an isolated estimator registry."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from estimators import registry
+from runners.device import use_available_cores
+
+use_available_cores()
+
+
+@pytest.fixture
+def isolated_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Estimators a test defines are forgotten when it ends."""
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
+
+def devices() -> list[pytest.param]:
+    """CPU always; CUDA when a GPU is present (skipped otherwise)."""
+    cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+    return [pytest.param("cpu"), pytest.param("cuda", marks=[cuda, pytest.mark.cuda])]
