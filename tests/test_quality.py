@@ -47,7 +47,7 @@ def test_exact_draws_are_perfect() -> None:
     g = torch.randn(10, dtype=torch.float64)
     s = statistics(g.expand(5, 10), g)
     assert s["cosine"] == pytest.approx(1.0) and s["rel_mse"] == 0.0
-    assert s["rel_bias"] == pytest.approx(0.0, abs=1e-12) and s["rel_variance"] == 0.0
+    assert s["rel_bias"] < 1e-12 and s["rel_variance"] < 1e-24
 
 
 def test_layers_group_weights_with_their_biases() -> None:
