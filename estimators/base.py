@@ -145,6 +145,15 @@ class GradientEstimator(ABC):
     def update(self, estimate: Estimate) -> None:
         """Advance the estimator's state after an optimisation step (default: stateless)."""
 
+    def prime_steps(self) -> int:
+        """Steps of `estimate` + `update` at fixed parameters before quality draws.
+
+        Stateful estimators (predictors, subspaces) are measured at a fitted state: the quality
+        protocol first runs this many steps on fresh batches without changing the parameters.
+        Stateless estimators need none.
+        """
+        return 0
+
     def phase(self) -> str:
         """A label for the current kind of step (e.g. warm-up vs projected).
 

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
         finals = []
         for seed in tqdm(range(args.seeds), desc=name, leave=False):
             run = Run(task, make_estimator("backprop"), seed, task.lr, device)
-            finals.append(train(run, data)[-1]["val_acc"])
+            finals.append(train(run, data).rows[-1]["val_acc"])
         median = statistics.median(finals)
         table.append([name, median, min(finals), max(finals), suggested_target(median)])
     print(tabulate(table, headers=["task", "median", "min", "max", "target"], floatfmt=".3f"))

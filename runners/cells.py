@@ -1,8 +1,10 @@
 """Cells: independent units of a sweep, and the executor that runs them.
 
-A cell is one task x estimator (with parameters) x seed x measurement. Running it returns the
-rows it adds to each results file. The executor only maps cells to outcomes, so another one
-(a cluster queue, say) can replace `LocalExecutor` without touching the measurements.
+A cell is one task x estimator (with parameters) x seed x measurement: `train` (to target at a
+given rate), `tune` (one rate of the tuning grid, on the tuning seed), `quality` or `cost`.
+Running it returns the rows it adds to each results file, each row tagged with the cell's key.
+The executor only maps cells to outcomes, so another one (a cluster queue, say) can replace
+`LocalExecutor` without touching the measurements.
 """
 
 from __future__ import annotations
@@ -10,17 +12,18 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-import torch
-
 from estimators import make_estimator
+from runners.context import Context
+from runners.measure_cost import FLOP_STEPS, REPEATS, WARMUP, measure_cost
+from runners.measure_quality import WORK_BATCHES, measure_quality
 from runners.train import Run, train
 from tasks import get_task
-from tasks.data import DataSource, Splits
 
-MEASUREMENTS = ("train",)
+MEASUREMENTS = ("train", "quality", "cost")
+TUNE_SEED = 1000  # the tuning seed, kept apart from the evaluation seeds 0..S-1
 
 
 @dataclass(frozen=True)
@@ -30,28 +33,23 @@ class Cell:
     task: str
     estimator: str  # estimator spec, e.g. "backprop" or "fg-wperp:k=10"
     seed: int
-    measure: str
+    measure: str  # train | tune | quality | cost
+    lr: float | None = None  # train/tune: the rate (None: the task's default)
 
     @property
     def key(self) -> str:
-        return f"{self.measure}/{self.task}/{self.estimator}/seed={self.seed}"
+        tail = f"lr={self.lr:g}" if self.measure == "tune" else f"seed={self.seed}"
+        if self.measure == "cost":
+            tail = "step"
+        return f"{self.measure}/{self.task}/{self.estimator}/{tail}"
 
-
-@dataclass
-class Context:
-    """What every cell of a sweep shares: the device, the data and the step override."""
-
-    device: torch.device
-    source: DataSource
-    steps: int | None = None
-    on_step: Callable[[int], None] | None = None
-    _data: dict[str, Splits] = field(default_factory=dict)
-
-    def data(self, dataset: str, loader: Callable[[], Splits]) -> Splits:
-        """The data set on the sweep's device, loaded once per sweep."""
-        if dataset not in self._data:
-            self._data[dataset] = loader().to(self.device)
-        return self._data[dataset]
+    def units(self, ctx: Context) -> int:
+        """Rough work in estimator calls, for the progress bar's estimate of the time left."""
+        if self.measure in ("train", "tune"):
+            return ctx.steps_for(get_task(self.task))
+        if self.measure == "quality":
+            return 3 * (ctx.draws * 2 + WORK_BATCHES)
+        return 2 * (WARMUP + FLOP_STEPS + REPEATS + 1)
 
 
 @dataclass(frozen=True)
@@ -68,13 +66,23 @@ class Outcome:
 
 
 def run_cell(cell: Cell, ctx: Context) -> dict[str, list[dict[str, Any]]]:
-    """Measure one cell; returns the rows it adds, by results file."""
+    """Measure one cell; returns the rows it adds, by results file, tagged with the cell key."""
     task = get_task(cell.task)
-    data = ctx.data(task.dataset, lambda: task.load(ctx.source))
-    if cell.measure == "train":
-        run = Run(task, make_estimator(cell.estimator), cell.seed, task.lr, ctx.device, ctx.steps)
-        return {"train.csv": train(run, data, ctx.on_step)}
-    raise ValueError(f"unknown measurement {cell.measure!r}; valid: {', '.join(MEASUREMENTS)}")
+    if cell.measure in ("train", "tune"):
+        lr = task.lr if cell.lr is None else cell.lr
+        run = Run(task, make_estimator(cell.estimator), cell.seed, lr, ctx.device, ctx.steps)
+        result = train(run, ctx.data(task), ctx.on_step)
+        if cell.measure == "tune":
+            rows = {"tuning.csv": result.rows}
+        else:
+            rows = {"train.csv": result.rows, "diagnostics.csv": result.diagnostics}
+    elif cell.measure == "quality":
+        rows = {"quality.csv": measure_quality(task, cell.estimator, cell.seed, ctx)}
+    elif cell.measure == "cost":
+        rows = {"cost.csv": measure_cost(task, cell.estimator, ctx)}
+    else:
+        raise ValueError(f"unknown measurement {cell.measure!r}; valid: {', '.join(MEASUREMENTS)}")
+    return {file: [{**row, "cell": cell.key} for row in r] for file, r in rows.items()}
 
 
 class Executor(Protocol):

@@ -15,14 +15,22 @@ class PresetError(ValueError):
 
 @dataclass(frozen=True)
 class Preset:
-    """What a sweep runs unless flags say otherwise."""
+    """What a sweep runs unless flags say otherwise.
+
+    estimators: specs; "all" in the file means every registered estimator at its defaults.
+    tune: pick each estimator's rate from its task's grid on a tuning seed before the seeds run.
+    steps: a step budget for every task (absent: each task's own).
+    """
 
     name: str
     description: str
     tasks: tuple[str, ...]
-    estimators: tuple[str, ...]  # estimator specs; "all" in the file means every registered one
+    estimators: tuple[str, ...]
     seeds: int
     measure: tuple[str, ...]
+    draws: int
+    tune: bool
+    steps: int | None = None
 
 
 def _folder() -> resources.abc.Traversable:
@@ -37,7 +45,7 @@ def preset_names() -> list[str]:
 
 
 def load_preset(name: str) -> Preset:
-    """Read preset `name`; "all" estimators resolves to every registered estimator."""
+    """Read preset `name`."""
     if name not in preset_names():
         raise PresetError(f"unknown preset {name!r}; valid: {', '.join(preset_names())}")
     data = tomllib.loads((_folder() / f"{name}.toml").read_text())
@@ -49,4 +57,7 @@ def load_preset(name: str) -> Preset:
         estimators=tuple(registry.names() if estimators == "all" else estimators),
         seeds=int(data["seeds"]),
         measure=tuple(data["measure"]),
+        draws=int(data["draws"]),
+        tune=bool(data["tune"]),
+        steps=data.get("steps"),
     )

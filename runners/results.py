@@ -14,11 +14,18 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST = "manifest.json"
+_TRAIN = ("task", "estimator", "params", "seed", "lr", "step", "seconds", "flops", "train_loss",
+          "val_acc", "status", "cell")  # fmt: skip
 COLUMNS: dict[str, tuple[str, ...]] = {
-    "train.csv": (
-        "task", "estimator", "params", "seed", "lr", "step", "seconds", "flops",
-        "train_loss", "val_acc", "status",
-    ),
+    "train.csv": _TRAIN,
+    "tuning.csv": _TRAIN,
+    "diagnostics.csv": ("task", "estimator", "params", "seed", "lr", "step", "name", "value",
+                        "cell"),
+    "quality.csv": ("task", "estimator", "params", "seed", "checkpoint", "layer", "cosine",
+                    "cosine_lo", "cosine_hi", "rel_bias", "rel_variance", "rel_mse", "rel_mse_lo",
+                    "rel_mse_hi", "work_mse", "draws", "cell"),
+    "cost.csv": ("task", "estimator", "params", "device", "flops", "flop_ratio", "step_seconds",
+                 "time_ratio", "peak_bytes", "memory_ratio", "cell"),
 }  # fmt: skip
 
 
@@ -62,3 +69,44 @@ def check_new(folder: Path) -> None:
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     """Write `manifest.json` atomically."""
     atomic_write(folder / MANIFEST, json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+
+
+def open_existing(folder: Path) -> dict[str, Any]:
+    """The manifest of an existing results folder, after checking the folder is sound."""
+    path = folder / MANIFEST
+    if not folder.is_dir():
+        raise ResultsError(f"{folder} does not exist; nothing to resume (drop --resume to start)")
+    if not path.exists():
+        raise ResultsError(f"{folder} is not a results folder: it has no {MANIFEST}")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ResultsError(
+            f"{path} is corrupt ({exc}); remove the folder and start again"
+        ) from None
+    if not isinstance(manifest, dict) or not {"config", "cells"} <= set(manifest):
+        raise ResultsError(f"{path} is corrupt: it lacks 'config' or 'cells'")
+    for file, columns in COLUMNS.items():
+        if (folder / file).exists():
+            with open(folder / file, newline="") as f:
+                header = next(csv.reader(f), None)
+            if header is None or tuple(header) != columns:
+                raise ResultsError(f"{folder / file} is corrupt: its header is not {columns}")
+    return manifest
+
+
+def drop_unfinished(folder: Path, done: set[str]) -> None:
+    """Remove rows of cells not marked done (left by an interruption between two writes)."""
+    for file in COLUMNS:
+        path = folder / file
+        if not path.exists():
+            continue
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        kept = [row for row in rows if row["cell"] in done]
+        if len(kept) < len(rows):
+            buffer = io.StringIO()
+            writer = csv.DictWriter(buffer, fieldnames=COLUMNS[file], lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(kept)
+            atomic_write(path, buffer.getvalue())

@@ -1,11 +1,12 @@
-"""Sweep estimators x tasks x seeds and write a tidy results folder.
+"""Sweep estimators x tasks x seeds and write a tidy results folder (docs/protocol.md).
 
     python -m runners.sweep                 # preset `quick`: every estimator, the embedded tasks
     python -m runners.sweep --list          # estimators (with parameters), tasks, presets
-    python -m runners.sweep --tasks mlp-mnist1d --estimators backprop --seeds 3 --out results/x
+    python -m runners.sweep --preset full --out results/full
+    python -m runners.sweep --resume --out results/full      # after an interruption
 
-Bad input (unknown names, out-of-range parameters, a missing data root, an occupied results
-folder) prints one line naming the problem and the valid choices and exits with status 2.
+Bad input (unknown names, out-of-range parameters, a missing data root, an occupied or corrupt
+results folder) prints one line naming the problem and the valid choices and exits with status 2.
 """
 
 from __future__ import annotations
@@ -14,88 +15,158 @@ import argparse
 import datetime
 import platform
 import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy
+import pandas as pd
 import torch
 import torchvision
 from tqdm import tqdm
 
 from estimators import EstimatorError, make_estimator
 from runners import results
-from runners.cells import MEASUREMENTS, Cell, Context, LocalExecutor
+from runners.cells import MEASUREMENTS, TUNE_SEED, Cell, LocalExecutor
+from runners.context import Context
 from runners.device import DeviceError, describe, resolve_device, use_available_cores
 from runners.listing import listing
 from runners.presets import PresetError, load_preset
 from runners.summary import summary_table
+from runners.targets import best_rate
 from tasks import Task, TaskError, get_task
 from tasks.data import DataSource
 
 USER_ERRORS = (EstimatorError, TaskError, PresetError, DeviceError, results.ResultsError)
+SELECTION = ("preset", "tasks", "estimators", "seeds", "measure", "steps", "draws")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """What a sweep runs: the preset resolved with the flags (stored in the manifest)."""
+
+    preset: str
+    tasks: tuple[str, ...]
+    estimators: tuple[str, ...]
+    seeds: int
+    measure: tuple[str, ...]
+    draws: int
+    tune: bool
+    steps: int | None
+    data_root: str | None
+    download: bool
+
+    def validated(self) -> SweepConfig:
+        """The same configuration with canonical names, or a clear error for a bad one."""
+        for value, flag in (
+            (self.seeds, "--seeds"),
+            (self.draws, "--draws"),
+            (self.steps, "--steps"),
+        ):
+            if value is not None and value < (2 if flag == "--draws" else 1):
+                raise TaskError(f"{flag} must be >= {2 if flag == '--draws' else 1}, got {value}")
+        for m in self.measure:
+            if m not in MEASUREMENTS:
+                raise TaskError(f"unknown measurement {m!r}; valid: {', '.join(MEASUREMENTS)}")
+        tasks = tuple(dict.fromkeys(get_task(t).name for t in self.tasks))
+        specs = tuple(dict.fromkeys(make_estimator(s).spec for s in self.estimators))
+        return SweepConfig(**{**asdict(self), "tasks": tasks, "estimators": specs})
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m runners.sweep",
-        description="Sweep gradient estimators over tasks and seeds.",
+        description="Sweep gradient estimators over tasks and seeds (see docs/protocol.md).",
     )
-    parser.add_argument("--list", action="store_true", help="list estimators, tasks and presets")
-    parser.add_argument("--preset", default="quick", help="named configuration (default: quick)")
-    parser.add_argument("--tasks", nargs="+", help="task names (default: the preset's)")
-    parser.add_argument(
-        "--estimators",
-        nargs="+",
-        help="estimator specs: NAME, NAME:key=value,..., or package.module:Class[:key=value]",
-    )
-    parser.add_argument("--seeds", type=int, help="number of seeds, 0..N-1 (default: preset's)")
-    parser.add_argument("--measure", help=f"comma-separated, from: {', '.join(MEASUREMENTS)}")
-    parser.add_argument("--steps", type=int, help="override every task's step budget (smoke runs)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
-    parser.add_argument("--out", type=Path, help="results folder (default: results/<preset>)")
-    parser.add_argument("--data-root", type=Path, help="folder holding MNIST / CIFAR-10 files")
-    parser.add_argument("--download", action="store_true", help="download missing data sets")
+    add = parser.add_argument
+    add("--list", action="store_true", help="list estimators, tasks and presets, then exit")
+    add("--preset", help="named configuration (default: quick)")
+    add("--tasks", nargs="+", help="task names, optionally with model options (NAME:width=512)")
+    add("--estimators", nargs="+",
+        help="NAME, NAME:key=value,..., or package.module:Class[:key=value,...]")  # fmt: skip
+    add("--seeds", type=int, help="evaluation seeds 0..N-1 (default: the preset's)")
+    add("--measure", help=f"comma-separated subset of {','.join(MEASUREMENTS)}")
+    add("--draws", type=int, help="estimates drawn per checkpoint for quality (default: preset's)")
+    add("--steps", type=int, help="step budget for every task, replacing each task's own")
+    add("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    add("--out", type=Path, help="results folder (default: results/<preset>)")
+    add("--data-root", type=Path, help="folder holding MNIST / Fashion-MNIST / CIFAR-10")
+    add("--download", action="store_true", help="download missing data sets into --data-root")
+    add("--resume", action="store_true", help="finish the sweep in --out, skipping done cells")
     return parser.parse_args(argv)
 
 
-def plan(args: argparse.Namespace) -> tuple[dict[str, Any], list[Cell]]:
-    """Resolve the preset and flags into a configuration and its cells (validating all names)."""
-    preset = load_preset(args.preset)
-    tasks = [get_task(name).name for name in (args.tasks or preset.tasks)]
-    specs = list(
-        dict.fromkeys(make_estimator(s).spec for s in args.estimators or preset.estimators)
-    )
-    seeds = preset.seeds if args.seeds is None else args.seeds
-    if seeds < 1:
-        raise TaskError(f"--seeds must be >= 1, got {seeds}")
-    if args.steps is not None and args.steps < 1:
-        raise TaskError(f"--steps must be >= 1, got {args.steps}")
-    measure = args.measure.split(",") if args.measure else list(preset.measure)
-    for m in measure:
-        if m not in MEASUREMENTS:
-            raise TaskError(f"unknown measurement {m!r}; valid: {', '.join(MEASUREMENTS)}")
-    config = {
-        "preset": preset.name,
-        "tasks": tasks,
-        "estimators": specs,
-        "seeds": seeds,
-        "measure": measure,
-        "steps": args.steps,
-        "data_root": str(args.data_root) if args.data_root else None,
-        "download": args.download,
-    }
-    cells = [Cell(t, e, s, m) for m in measure for t in tasks for e in specs for s in range(seeds)]
-    return config, cells
+def resolve(args: argparse.Namespace) -> SweepConfig:
+    """The preset overridden by the flags given."""
+    preset = load_preset(args.preset or "quick")
+    return SweepConfig(
+        preset=preset.name,
+        tasks=tuple(args.tasks or preset.tasks),
+        estimators=tuple(args.estimators or preset.estimators),
+        seeds=preset.seeds if args.seeds is None else args.seeds,
+        measure=tuple(args.measure.split(",")) if args.measure else preset.measure,
+        draws=preset.draws if args.draws is None else args.draws,
+        tune=preset.tune,
+        steps=args.steps if args.steps is not None else preset.steps,
+        data_root=str(args.data_root) if args.data_root else None,
+        download=args.download,
+    ).validated()
 
 
-def versions(device: torch.device) -> dict[str, str]:
+def first_stage(config: SweepConfig) -> list[Cell]:
+    """Cells that depend on nothing: quality, cost and (when tuning) the rate grid."""
+    cells = []
+    for task in config.tasks:
+        for spec in config.estimators:
+            if "quality" in config.measure:
+                cells += [Cell(task, spec, s, "quality") for s in range(config.seeds)]
+            if "cost" in config.measure:
+                cells.append(Cell(task, spec, 0, "cost"))
+            if "train" in config.measure and config.tune:
+                cells += [Cell(task, spec, TUNE_SEED, "tune", lr) for lr in get_task(task).lr_grid]
+    return cells
+
+
+def second_stage(config: SweepConfig, rates: dict[tuple[str, str], float | None]) -> list[Cell]:
+    """Training cells at each estimator's chosen rate."""
+    if "train" not in config.measure:
+        return []
+    return [
+        Cell(task, spec, s, "train", rates.get((task, spec)))
+        for task in config.tasks
+        for spec in config.estimators
+        for s in range(config.seeds)
+    ]
+
+
+def chosen_rates(config: SweepConfig, out: Path) -> dict[tuple[str, str], float | None]:
+    """Per task and estimator, the tuning grid's best rate (from `tuning.csv`)."""
+    if not config.tune or not (out / "tuning.csv").exists():
+        return {}
+    tuning = pd.read_csv(out / "tuning.csv", keep_default_na=False, na_values=["nan"])
+    rates: dict[tuple[str, str], float | None] = {}
+    for task in config.tasks:
+        for spec in config.estimators:
+            runs = {
+                float(lr): rows.to_dict("records")
+                for lr, rows in tuning[
+                    tuning["cell"].str.startswith(f"tune/{task}/{spec}/lr=")
+                ].groupby("lr")
+            }
+            rates[(task, spec)] = best_rate(runs, get_task(task).target_acc) if runs else None
+    return rates
+
+
+def environment(device: torch.device, threads: int) -> dict[str, Any]:
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "numpy": numpy.__version__,
         "platform": platform.platform(),
-        "device": describe(device),
+        "device": str(device),
+        "device_name": describe(device),
+        "threads": threads,
     }
 
 
@@ -105,6 +176,7 @@ def task_record(task: Task, steps: int | None) -> dict[str, Any]:
         "n_params": task.n_params,
         "dataset": task.dataset,
         "target_acc": task.target_acc,
+        "target_note": task.target_note,
         "steps": steps or task.steps,
         "batch_size": task.batch_size,
         "lr": task.lr,
@@ -115,52 +187,86 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
+def _open(args: argparse.Namespace) -> tuple[SweepConfig, Path, dict[str, Any], set[str]]:
+    """Configuration, folder, manifest and done cells: a new sweep's, or the one resumed."""
+    if args.resume:
+        given = [f"--{f.replace('_', '-')}" for f in SELECTION if getattr(args, f) is not None]
+        if given:
+            raise TaskError(f"--resume takes its configuration from the manifest; drop {given[0]}")
+        out = args.out or Path("results") / "quick"
+        manifest = results.open_existing(out)
+        try:
+            stored = {
+                k: tuple(v) if isinstance(v, list) else v for k, v in manifest["config"].items()
+            }
+            config = SweepConfig(**stored).validated()
+        except TypeError as exc:
+            raise results.ResultsError(f"{out}/manifest.json is corrupt: {exc}") from None
+        done = {k for k, c in manifest["cells"].items() if c.get("status") == "done"}
+        return config, out, manifest, done
+    config = resolve(args)
+    out = args.out or Path("results") / config.preset
+    results.check_new(out)
+    return config, out, {"config": asdict(config), "cells": {}}, set()
+
+
 def sweep(args: argparse.Namespace) -> int:
     if args.list:
         print(listing())
         return 0
-    config, cells = plan(args)
+    config, out, manifest, done = _open(args)
     device = resolve_device(args.device)
     threads = use_available_cores()
-    out: Path = args.out or Path("results") / config["preset"]
-    results.check_new(out)
-    ctx = Context(device, DataSource(args.data_root, args.download), args.steps)
-    for name in config["tasks"]:
-        task = get_task(name)
-        ctx.data(task.dataset, lambda task=task: task.load(ctx.source))
+    root = Path(config.data_root) if config.data_root else None
+    ctx = Context(device, DataSource(root, config.download), out, config.steps, config.draws)
+    tasks = {name: get_task(name) for name in config.tasks}
+    for task in tasks.values():
+        ctx.data(task)  # a missing data set stops the sweep here, before anything is written
     out.mkdir(parents=True, exist_ok=True)
-    manifest: dict[str, Any] = {
-        "config": {**config, "device": str(device), "threads": threads},
-        "versions": versions(device),
-        "started": _now(),
-        "finished": None,
-        "tasks": {name: task_record(get_task(name), args.steps) for name in config["tasks"]},
-        "cells": {cell.key: {"status": "pending"} for cell in cells},
-    }
+    results.drop_unfinished(out, done)
+    manifest.update(
+        environment=environment(device, threads),
+        started=manifest.get("started") or _now(),
+        finished=None,
+        tasks={name: task_record(t, config.steps) for name, t in tasks.items()},
+    )
+    stage1 = first_stage(config)
+    n_train = len(second_stage(config, {}))
+    for cell in stage1 + second_stage(config, {}):
+        manifest["cells"].setdefault(cell.key, {"status": "pending"})
     results.write_manifest(out, manifest)
-    total = sum(args.steps or get_task(c.task).steps for c in cells)
-    with tqdm(total=total, unit="step", dynamic_ncols=True, mininterval=0.5) as bar:
+    todo = [c for c in stage1 if c.key not in done]
+    total = sum(c.units(ctx) for c in todo + second_stage(config, {}) if c.key not in done)
+    with tqdm(total=total, unit="unit", dynamic_ncols=True, mininterval=0.5) as bar:
         ctx.on_step = lambda _: bar.update(1)
-        done = 0
-        for cell, outcome in LocalExecutor().map(cells, ctx, lambda c: bar.set_description(c.key)):
-            for file, rows in outcome.rows.items():
-                results.append_rows(out, file, rows)
-            entry = {"status": outcome.status, "seconds": round(outcome.seconds, 3)}
-            manifest["cells"][cell.key] = entry | (
-                {"error": outcome.error} if outcome.error else {}
-            )
-            results.write_manifest(out, manifest)
-            if outcome.error:
-                tqdm.write(f"cell {cell.key} failed: {outcome.error}")
-            done += args.steps or get_task(cell.task).steps
-            bar.n = done
-            bar.refresh()
+        _run(todo, ctx, out, manifest, bar)
+        rates = chosen_rates(config, out)
+        manifest["chosen_lr"] = {f"{t}|{s}": lr for (t, s), lr in rates.items()}
+        _run([c for c in second_stage(config, rates) if c.key not in done], ctx, out, manifest, bar)
     manifest["finished"] = _now()
     results.write_manifest(out, manifest)
     print(summary_table(out))
     failed = sum(c["status"] == "failed" for c in manifest["cells"].values())
-    print(f"\nresults: {out}  ({len(cells) - failed} cells done, {failed} failed)")
+    print(f"\nresults: {out}  ({len(manifest['cells']) - failed} cells done, {failed} failed;"
+          f" {n_train} training runs)")  # fmt: skip
     return 0
+
+
+def _run(cells: list[Cell], ctx: Context, out: Path, manifest: dict[str, Any], bar: tqdm) -> None:
+    """Run cells, appending each one's rows and status as soon as it finishes."""
+    for cell, outcome in LocalExecutor().map(cells, ctx, lambda c: bar.set_description(c.key)):
+        for file, rows in outcome.rows.items():
+            if rows:
+                results.append_rows(out, file, rows)
+        entry = {"status": outcome.status, "seconds": round(outcome.seconds, 3)}
+        if cell.lr is not None:
+            entry["lr"] = cell.lr
+        manifest["cells"][cell.key] = entry | ({"error": outcome.error} if outcome.error else {})
+        results.write_manifest(out, manifest)
+        if outcome.error:
+            tqdm.write(f"cell {cell.key} failed: {outcome.error}")
+        if cell.measure not in ("train", "tune"):
+            bar.update(cell.units(ctx))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,14 +9,14 @@ step then adds its phase's count.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from estimators import Batch, GradientEstimator, trainable_parameters
+from estimators import Batch, Estimate, GradientEstimator, trainable_parameters
 from runners.device import now
 from runners.flops import count_flops
 from tasks import Task
@@ -24,12 +24,14 @@ from tasks.data import Splits
 
 
 def make_optimizer(name: str, params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
-    """Adam, or SGD with momentum 0.9."""
+    """Adam, SGD with momentum 0.9, or plain gradient descent (`gd`: SGD without momentum)."""
     if name == "adam":
         return torch.optim.Adam(params, lr=lr)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=0.9)
-    raise ValueError(f"unknown optimizer {name!r}; valid: adam, sgd")
+    if name == "gd":
+        return torch.optim.SGD(params, lr=lr)
+    raise ValueError(f"unknown optimizer {name!r}; valid: adam, sgd, gd")
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,38 @@ def accuracy(model: nn.Module, x: Tensor, y: Tensor, chunk: int = 1024) -> float
     return correct / len(x)
 
 
+@dataclass
+class Learner:
+    """A seeded model, its estimator (bound to it) and the optimizer fed with the estimates."""
+
+    model: nn.Module
+    estimator: GradientEstimator
+    params: dict[str, nn.Parameter]
+    optimizer: torch.optim.Optimizer
+
+    @classmethod
+    def create(
+        cls, task: Task, estimator: GradientEstimator, seed: int, lr: float, device: torch.device
+    ) -> Learner:
+        torch.manual_seed(seed)
+        model = task.model().to(device)
+        estimator.bind(model, task.loss)
+        params = trainable_parameters(model)
+        return cls(
+            model, estimator, params, make_optimizer(task.optimizer, list(params.values()), lr)
+        )
+
+    def step(self, batch: Batch, generator: torch.Generator) -> Estimate:
+        """One optimisation step: estimate, hand the estimate to the optimizer, advance state."""
+        estimate = self.estimator.estimate(batch, generator)
+        for name, p in self.params.items():
+            p.grad = estimate.grads[name]
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.estimator.update(estimate)
+        return estimate
+
+
 def probe_flops(est: GradientEstimator, batch: Batch, generator: torch.Generator) -> int:
     """FLOPs of one estimate, drawn from a copy of `generator` so the run's noise is untouched."""
     probe = torch.Generator(device=generator.device)
@@ -70,43 +104,56 @@ def probe_flops(est: GradientEstimator, batch: Batch, generator: torch.Generator
     return count_flops(lambda: est.estimate(batch, probe))
 
 
+@dataclass
+class TrainResult:
+    """Eval rows (`train.csv`), diagnostic rows (`diagnostics.csv`) and requested snapshots."""
+
+    rows: list[dict[str, Any]]
+    diagnostics: list[dict[str, Any]] = field(default_factory=list)
+    snapshots: dict[int, dict[str, Tensor]] = field(default_factory=dict)
+
+
 def train(
-    run: Run, data: Splits, on_step: Callable[[int], None] | None = None
-) -> list[dict[str, Any]]:
+    run: Run,
+    data: Splits,
+    on_step: Callable[[int], None] | None = None,
+    snapshot_steps: Collection[int] = (),
+) -> TrainResult:
     """Train from a seeded initialisation; one row per evaluation, as `train.csv` holds them.
 
     Rows carry status `ok`, the last one `completed` (budget spent) or `diverged` (the loss
-    turned NaN/inf, after which training stops).
+    turned NaN/inf, after which training stops). Each eval also logs the mean of every
+    `Estimate.diagnostics` value since the previous eval. `snapshot_steps` asks for copies of
+    the parameters after those steps (0: the initialisation).
     """
     task, est, device = run.task, run.estimator, run.device
-    torch.manual_seed(run.seed)
-    model = task.model().to(device)
-    est.bind(model, task.loss)
-    params = trainable_parameters(model)
-    optimizer = make_optimizer(task.optimizer, list(params.values()), run.lr)
+    learner = Learner.create(task, est, run.seed, run.lr, device)
+    model, params = learner.model, learner.params
     order = batches(len(data.x_train), task.batch_size, torch.Generator().manual_seed(run.seed))
     noise = torch.Generator(device=device).manual_seed(run.seed + 1)
     steps = run.steps or task.steps
-    base = {
-        "task": task.name,
-        "estimator": est.name,
-        "params": est.params_str,
-        "seed": run.seed,
-        "lr": run.lr,
-    }
+    base = {"task": task.name, "estimator": est.name, "params": est.params_str,
+            "seed": run.seed, "lr": run.lr}  # fmt: skip
+    result = TrainResult(rows=[])
     phase_flops: dict[str, int] = {}
     seconds, flops, losses = 0.0, 0, []
-    rows = [
-        {
-            **base,
-            "step": 0,
-            "seconds": 0.0,
-            "flops": 0,
-            "train_loss": math.nan,
-            "val_acc": accuracy(model, data.x_val, data.y_val),
-            "status": "ok",
-        }
-    ]
+    logged: dict[str, list[float]] = {}
+
+    def record(step: int, loss: float, acc: float, status: str) -> None:
+        result.rows.append({**base, "step": step, "seconds": seconds, "flops": flops,
+                            "train_loss": loss, "val_acc": acc, "status": status})  # fmt: skip
+        result.diagnostics.extend(
+            {**base, "step": step, "name": name, "value": sum(v) / len(v)}
+            for name, v in logged.items()
+        )
+        logged.clear()
+
+    def snapshot(step: int) -> None:
+        if step in snapshot_steps:
+            result.snapshots[step] = {n: p.detach().clone() for n, p in params.items()}
+
+    record(0, math.nan, accuracy(model, data.x_val, data.y_val), "ok")
+    snapshot(0)
     for step in range(1, steps + 1):
         idx = next(order).to(device)
         batch = (data.x_train[idx], data.y_train[idx])
@@ -114,46 +161,25 @@ def train(
         if phase not in phase_flops:
             phase_flops[phase] = probe_flops(est, batch, noise)
         start = now(device)
-        estimate = est.estimate(batch, noise)
+        estimate = learner.step(batch, noise)
         loss = estimate.loss.item()
-        if not math.isfinite(loss):
-            rows.append(
-                {
-                    **base,
-                    "step": step,
-                    "seconds": seconds,
-                    "flops": flops,
-                    "train_loss": loss,
-                    "val_acc": math.nan,
-                    "status": "diverged",
-                }
-            )
-            return rows
-        for name, p in params.items():
-            p.grad = estimate.grads[name]
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        est.update(estimate)
         seconds += now(device) - start
         flops += phase_flops[phase]
+        if not math.isfinite(loss):
+            record(step, loss, math.nan, "diverged")
+            return result
         losses.append(loss)
+        for name, value in estimate.diagnostics.items():
+            logged.setdefault(name, []).append(float(value))
+        snapshot(step)
         out_of_time = task.seconds is not None and seconds >= task.seconds
         last = step == steps or out_of_time
         if step % task.eval_every == 0 or last:
-            rows.append(
-                {
-                    **base,
-                    "step": step,
-                    "seconds": seconds,
-                    "flops": flops,
-                    "train_loss": sum(losses) / len(losses),
-                    "val_acc": accuracy(model, data.x_val, data.y_val),
-                    "status": "completed" if last else "ok",
-                }
-            )
+            acc = accuracy(model, data.x_val, data.y_val)
+            record(step, sum(losses) / len(losses), acc, "completed" if last else "ok")
             losses = []
         if on_step is not None:
             on_step(step)
         if out_of_time:
             break
-    return rows
+    return result

@@ -9,7 +9,9 @@ targets are set a little under what backprop reaches with such models, and say s
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 
 from torch import nn
@@ -161,8 +163,41 @@ TASKS: dict[str, Task] = {
 }
 
 
-def get_task(name: str) -> Task:
-    """The task called `name`."""
+def get_task(spec: str) -> Task:
+    """The task named by `spec`: a name, optionally with model options (`mlp-mnist1d:width=512`).
+
+    Options are keyword arguments of the task's model (`MLP`, `BagNet` or `ViT`), so one task
+    runs at several widths or depths; the resulting task is named by its canonical spec.
+    """
+    name, _, rest = spec.partition(":")
     if name not in TASKS:
         raise TaskError(f"unknown task {name!r}; valid: {', '.join(TASKS)}")
-    return TASKS[name]
+    task = TASKS[name]
+    if not rest:
+        return task
+    factory = task.model
+    options = [p.name for p in inspect.signature(factory).parameters.values()
+               if p.kind is p.KEYWORD_ONLY]  # fmt: skip
+    overrides: dict[str, int | float | str] = {}
+    for item in rest.split(","):
+        key, eq, text = item.partition("=")
+        if not eq or key not in options:
+            raise TaskError(f"{name}: unknown model option {item!r}; valid: {', '.join(options)}")
+        overrides[key] = _number(text)
+    canonical = f"{name}:" + ",".join(f"{k}={v}" for k, v in sorted(overrides.items()))
+    variant = replace(task, name=canonical, model=partial(factory, **overrides))
+    try:
+        if variant.n_params < 1:  # builds the model once, on the meta device, to check options
+            raise ValueError("the model has no trainable parameters")
+    except (ValueError, TypeError) as exc:
+        raise TaskError(f"{canonical}: {exc}") from None
+    return variant
+
+
+def _number(text: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text

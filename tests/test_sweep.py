@@ -16,7 +16,7 @@ from runners.results import COLUMNS
 from runners.sweep import main
 from tasks import get_task
 
-SMALL = ["--tasks", "mlp-diabetes", "mlp-synthetic20", "--steps", "30"]
+SMALL = ["--tasks", "mlp-diabetes", "mlp-synthetic20", "--steps", "30", "--measure", "train"]
 
 
 def test_list_shows_estimators_tasks_and_presets(capsys: pytest.CaptureFixture[str]) -> None:
@@ -41,7 +41,7 @@ def test_sweep_writes_train_csv_and_manifest(tmp_path: Path) -> None:
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["tasks"]["mlp-diabetes"]["n_params"] == get_task("mlp-diabetes").n_params
     assert manifest["finished"] is not None
-    assert manifest["versions"]["torch"] == torch.__version__
+    assert manifest["environment"]["torch"] == torch.__version__
     assert {c["status"] for c in manifest["cells"].values()} == {"done"}
     assert len(manifest["cells"]) == 4
 
@@ -75,8 +75,10 @@ def test_a_failing_cell_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> Non
         (["--tasks", "nope"], "unknown task 'nope'; valid: mlp-mnist1d"),
         (["--estimators", "nope"], "unknown estimator 'nope'; valid: backprop"),
         (["--estimators", "backprop:k=1"], "backprop: unknown parameter 'k'"),
-        (["--preset", "nope"], "unknown preset 'nope'; valid: quick"),
-        (["--measure", "vibes"], "unknown measurement 'vibes'; valid: train"),
+        (["--preset", "nope"], "unknown preset 'nope'; valid: full, quick"),
+        (["--measure", "vibes"], "unknown measurement 'vibes'; valid: train, quality, cost"),
+        (["--draws", "1"], "--draws must be >= 2"),
+        (["--tasks", "mlp-mnist1d:wide=3"], "unknown model option 'wide=3'; valid: width, depth"),
         (["--seeds", "0"], "--seeds must be >= 1"),
         (["--tasks", "mlp-mnist"], "MNIST needs --data-root"),
     ],
@@ -117,7 +119,7 @@ def test_command_line_as_a_user_runs_it(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parents[1]
     ok = subprocess.run(
         [sys.executable, "-m", "runners.sweep", "--tasks", "mlp-diabetes", "--estimators",
-         "backprop", "--steps", "10", "--out", str(tmp_path / "r")],
+         "backprop", "--steps", "10", "--measure", "train", "--out", str(tmp_path / "r")],
         cwd=root, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert ok.returncode == 0, ok.stderr

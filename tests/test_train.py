@@ -66,7 +66,7 @@ class Diverging(GradientEstimator):
 
 
 def _run(estimator: GradientEstimator, seed: int = 0, steps: int = 30) -> list[dict]:
-    return train(Run(TASK, estimator, seed, TASK.lr, CPU, steps), TASK.load())
+    return train(Run(TASK, estimator, seed, TASK.lr, CPU, steps), TASK.load()).rows
 
 
 def _without_time(rows: list[dict]) -> list[dict]:
@@ -137,5 +137,5 @@ def test_no_grad_left_on_the_model_after_training() -> None:
 @pytest.mark.parametrize("name", ["mlp-mnist1d", "bagnet-digits", "vit-digits"])
 def test_embedded_tasks_train_a_few_steps(name: str) -> None:
     task = get_task(name)
-    rows = train(Run(task, make_estimator("backprop"), 0, task.lr, CPU, 3), task.load())
+    rows = train(Run(task, make_estimator("backprop"), 0, task.lr, CPU, 3), task.load()).rows
     assert rows[-1]["status"] == "completed" and rows[-1]["flops"] > 0
