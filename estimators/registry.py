@@ -41,6 +41,11 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def shipped_names() -> list[str]:
+    """Names of the estimators this package ships (not ones loaded from elsewhere), sorted."""
+    return [n for n in names() if _REGISTRY[n].__module__.startswith("estimators.")]
+
+
 def get(name: str) -> type[GradientEstimator]:
     """The class registered as `name`."""
     if name not in _REGISTRY:

@@ -17,7 +17,7 @@ class PresetError(ValueError):
 class Preset:
     """What a sweep runs unless flags say otherwise.
 
-    estimators: specs; "all" in the file means every registered estimator at its defaults.
+    estimators: specs; "all" in the file means every estimator the package ships, at defaults.
     tune: pick each estimator's rate from its task's grid on a tuning seed before the seeds run.
     steps: a step budget for every task (absent: each task's own).
     """
@@ -54,7 +54,7 @@ def load_preset(name: str) -> Preset:
         name=name,
         description=data["description"],
         tasks=tuple(data["tasks"]),
-        estimators=tuple(registry.names() if estimators == "all" else estimators),
+        estimators=tuple(registry.shipped_names() if estimators == "all" else estimators),
         seeds=int(data["seeds"]),
         measure=tuple(data["measure"]),
         draws=int(data["draws"]),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
-import struct
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +13,7 @@ from torch import Tensor
 from tasks.data import DATASETS, DataSource, Splits, embedded, load
 from tasks.data.files import cifar10, fashion_mnist, mnist
 from tasks.errors import DataError
+from tests.stand_in_data import write_cifar10, write_idx, write_mnist
 
 # loader, input shape, classes, train size, val size, dims the train statistics are taken over
 EMBEDDED = [
@@ -116,27 +115,16 @@ def _unstandardise(x: Tensor, train_pixels: np.ndarray) -> np.ndarray:
     return (x.double().numpy() * std + mean) * 255.0
 
 
-def _write_idx(path: Path, magic: int, data: np.ndarray) -> None:
-    """An uncompressed IDX file: big-endian int32 magic and sizes, then the uint8 values."""
-    header = struct.pack(f">{1 + data.ndim}i", magic, *data.shape)
-    path.write_bytes(header + data.astype(np.uint8).tobytes())
-
-
 @pytest.mark.parametrize(("loader", "folder"), [(mnist, "MNIST"), (fashion_mnist, "FashionMNIST")])
 def test_idx_files_are_read(
     tmp_path: Path, loader: Callable[[DataSource], Splits], folder: str
 ) -> None:
-    raw = tmp_path / folder / "raw"
-    raw.mkdir(parents=True)
     rng = np.random.default_rng(0)
     train_images = rng.integers(0, 256, (6, 28, 28), dtype=np.uint8)
     val_images = rng.integers(0, 256, (4, 28, 28), dtype=np.uint8)
     train_labels = np.array([0, 3, 9, 1, 5, 7], dtype=np.uint8)
     val_labels = np.array([2, 8, 4, 6], dtype=np.uint8)
-    _write_idx(raw / "train-images-idx3-ubyte", 2051, train_images)
-    _write_idx(raw / "train-labels-idx1-ubyte", 2049, train_labels)
-    _write_idx(raw / "t10k-images-idx3-ubyte", 2051, val_images)
-    _write_idx(raw / "t10k-labels-idx1-ubyte", 2049, val_labels)
+    write_mnist(tmp_path, folder, (train_images, train_labels), (val_images, val_labels))
 
     splits = loader(DataSource(root=tmp_path))
 
@@ -159,33 +147,13 @@ def _cifar_images(rng: np.random.Generator, n: int) -> np.ndarray:
     return (low + rng.integers(0, 64, (n, 3, 32, 32))).astype(np.uint8)
 
 
-def _write_pickle(path: Path, content: dict[bytes, object]) -> None:
-    with path.open("wb") as f:
-        pickle.dump(content, f, protocol=2)
-
-
 def test_cifar10_pickles_are_read(tmp_path: Path) -> None:
-    folder = tmp_path / "cifar-10-batches-py"
-    folder.mkdir()
     rng = np.random.default_rng(0)
     train_images = _cifar_images(rng, 10)
     train_labels = [4, 0, 9, 2, 7, 1, 3, 8, 5, 6]
-    for i in range(5):
-        rows = train_images[2 * i : 2 * i + 2].reshape(2, 3072)  # R plane, G plane, B plane
-        batch = {
-            b"batch_label": b"training batch",
-            b"data": rows,
-            b"labels": train_labels[2 * i : 2 * i + 2],
-        }
-        _write_pickle(folder / f"data_batch_{i + 1}", batch)
     val_images = _cifar_images(rng, 3)
     val_labels = [3, 1, 4]
-    _write_pickle(
-        folder / "test_batch", {b"data": val_images.reshape(3, 3072), b"labels": val_labels}
-    )
-    _write_pickle(
-        folder / "batches.meta", {b"label_names": [b"airplane", b"automobile"], b"num_vis": 3072}
-    )
+    write_cifar10(tmp_path, (train_images, train_labels), (val_images, val_labels))
 
     splits = cifar10(DataSource(root=tmp_path))
 
@@ -237,8 +205,8 @@ def test_empty_root_names_missing_files(
 def test_partial_mnist_names_only_missing_files(tmp_path: Path) -> None:
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    _write_idx(raw / "train-images-idx3-ubyte", 2051, np.zeros((1, 28, 28), dtype=np.uint8))
-    _write_idx(raw / "train-labels-idx1-ubyte", 2049, np.zeros(1, dtype=np.uint8))
+    write_idx(raw / "train-images-idx3-ubyte", 2051, np.zeros((1, 28, 28), dtype=np.uint8))
+    write_idx(raw / "train-labels-idx1-ubyte", 2049, np.zeros(1, dtype=np.uint8))
     with pytest.raises(DataError, match="t10k-images-idx3-ubyte") as raised:
         mnist(DataSource(root=tmp_path))
     assert "train-images" not in str(raised.value)
