@@ -1,0 +1,1 @@
+"""Benchmark scripts: each prints a table of ratios measured interleaved in one run."""
