@@ -4,6 +4,7 @@ Importing the package registers every estimator it ships; `make_estimator("name:
 builds one, and `registry.names()` lists them.
 """
 
+import estimators.svd_subspace  # noqa: F401  (registers svd-subspace)
 from estimators import backprop
 from estimators.base import (
     Batch,
