@@ -29,6 +29,19 @@ def _sweep(*args: str) -> subprocess.Popen:
     )  # fmt: skip
 
 
+def _mtime(path: Path) -> float:
+    return path.stat().st_mtime_ns if path.exists() else 0
+
+
+def _wait_for_write(
+    path: Path, before: float, proc: subprocess.Popen, timeout: float = 120
+) -> None:
+    """Until the sweep (re)writes `path`, or ends, or `timeout` seconds pass."""
+    end = time.monotonic() + timeout
+    while _mtime(path) == before and proc.poll() is None and time.monotonic() < end:
+        time.sleep(0.05)
+
+
 def _tables(out: Path) -> dict[str, pd.DataFrame]:
     tables = {}
     for file in ("train.csv", "quality.csv", "cost.csv"):
@@ -38,7 +51,7 @@ def _tables(out: Path) -> dict[str, pd.DataFrame]:
 
 
 def test_killed_and_resumed_sweep_equals_an_uninterrupted_one(tmp_path: Path) -> None:
-    """SIGKILL at random moments (seed 0), resume until done: each cell once, same numbers."""
+    """SIGKILL at random moments once under way (seed 0), resume: each cell once, same numbers."""
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     assert _sweep(*CONFIG, "--out", str(whole)).wait() == 0
     rng = random.Random(0)
@@ -49,8 +62,10 @@ def test_killed_and_resumed_sweep_equals_an_uninterrupted_one(tmp_path: Path) ->
         return _sweep(*CONFIG, "--out", str(broken))
 
     for _ in range(3):
+        before = _mtime(broken / "manifest.json")
         proc = start()
-        time.sleep(rng.uniform(1.5, 4.0))
+        _wait_for_write(broken / "manifest.json", before, proc)  # the sweep is under way
+        time.sleep(rng.uniform(0.0, 2.0))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     final = start()
