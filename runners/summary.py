@@ -27,12 +27,12 @@ def summary_table(folder: Path) -> str:
         for key, runs in train.groupby(KEYS, sort=False):
             target = get_task(key[0]).target_acc
             per_seed = [rows.to_dict("records") for _, rows in runs.groupby("seed")]
-            reached = [to_target(r, target)["seconds"] for r in per_seed]
+            reached = [to_target(r, target)["seconds"] for r in per_seed]  # misses are inf
             hits = [t for t in reached if t != float("inf")]
             table.setdefault(key, {}).update({
                 "final acc": statistics.median(final_accuracy(r) for r in per_seed),
                 "target": target,
-                "s to target": statistics.median(hits) if hits else "-",
+                "s to target": statistics.median(reached),
                 "reached": f"{len(hits)}/{len(per_seed)}",
             })  # fmt: skip
     quality = _read(folder, "quality.csv")

@@ -26,6 +26,7 @@ import torchvision
 from tqdm import tqdm
 
 from estimators import EstimatorError, make_estimator
+from reports import ReportError, build_reports
 from runners import results
 from runners.cells import MEASUREMENTS, TUNE_SEED, Cell, LocalExecutor
 from runners.context import Context
@@ -37,7 +38,9 @@ from runners.targets import best_rate
 from tasks import Task, TaskError, get_task
 from tasks.data import DataSource
 
-USER_ERRORS = (EstimatorError, TaskError, PresetError, DeviceError, results.ResultsError)
+USER_ERRORS = (
+    EstimatorError, TaskError, PresetError, DeviceError, results.ResultsError, ReportError,
+)  # fmt: skip
 SELECTION = ("preset", "tasks", "estimators", "seeds", "measure", "steps", "draws")
 
 
@@ -93,6 +96,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--data-root", type=Path, help="folder holding MNIST / Fashion-MNIST / CIFAR-10")
     add("--download", action="store_true", help="download missing data sets into --data-root")
     add("--resume", action="store_true", help="finish the sweep in --out, skipping done cells")
+    add("--no-reports", action="store_true", help="do not build reports/<name>/ at the end")
     return parser.parse_args(argv)
 
 
@@ -170,11 +174,12 @@ def environment(device: torch.device, threads: int) -> dict[str, Any]:
     }
 
 
-def task_record(task: Task, steps: int | None) -> dict[str, Any]:
+def task_record(task: Task, steps: int | None, n_train: int) -> dict[str, Any]:
     """What the manifest says of a task: size, data, target and the budget actually used."""
     return {
         "n_params": task.n_params,
         "dataset": task.dataset,
+        "n_train": n_train,
         "target_acc": task.target_acc,
         "target_note": task.target_note,
         "steps": steps or task.steps,
@@ -228,7 +233,7 @@ def sweep(args: argparse.Namespace) -> int:
         environment=environment(device, threads),
         started=manifest.get("started") or _now(),
         finished=None,
-        tasks={name: task_record(t, config.steps) for name, t in tasks.items()},
+        tasks={n: task_record(t, config.steps, len(ctx.data(t).x_train)) for n, t in tasks.items()},
     )
     stage1 = first_stage(config)
     n_train = len(second_stage(config, {}))
@@ -249,6 +254,8 @@ def sweep(args: argparse.Namespace) -> int:
     failed = sum(c["status"] == "failed" for c in manifest["cells"].values())
     print(f"\nresults: {out}  ({len(manifest['cells']) - failed} cells done, {failed} failed;"
           f" {n_train} training runs)")  # fmt: skip
+    if not args.no_reports:
+        print(f"report: {build_reports(out)}")
     return 0
 
 

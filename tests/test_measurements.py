@@ -76,7 +76,8 @@ def test_cost_ratios_count_the_work(tmp_path: Path) -> None:
 def test_tuning_picks_a_rate_from_the_grid_and_trains_with_it(tmp_path: Path) -> None:
     out = tmp_path / "full"
     args = ["--preset", "full", "--tasks", "mlp-diabetes", "--estimators", "backprop",
-            "--seeds", "2", "--steps", "40", "--measure", "train", "--out", str(out)]  # fmt: skip
+            "--seeds", "2", "--steps", "40", "--measure", "train", "--out", str(out),
+            "--no-reports"]  # fmt: skip
     assert main(args) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     tuning = pd.read_csv(out / "tuning.csv")

@@ -42,7 +42,7 @@ def test_preset_runs_end_to_end(name: str, tmp_path: Path) -> None:
     write_all(tmp_path / "data")
     out = tmp_path / "out"
     args = ["--preset", name, "--steps", "2", "--seeds", "1", "--measure", "train",
-            "--data-root", str(tmp_path / "data"), "--out", str(out)]  # fmt: skip
+            "--data-root", str(tmp_path / "data"), "--out", str(out), "--no-reports"]  # fmt: skip
     assert main(args) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     failed = {k: c["error"] for k, c in manifest["cells"].items() if c["status"] != "done"}

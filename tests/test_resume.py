@@ -24,7 +24,7 @@ TIMING = ["seconds", "step_seconds", "time_ratio"]  # wall-clock columns differ 
 
 def _sweep(*args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "runners.sweep", *args],
+        [sys.executable, "-m", "runners.sweep", *args, "--no-reports"],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 
@@ -83,12 +83,12 @@ def test_killed_and_resumed_sweep_equals_an_uninterrupted_one(tmp_path: Path) ->
 def test_rows_of_an_unfinished_cell_are_dropped_on_resume(tmp_path: Path) -> None:
     out = tmp_path / "r"
     args = [*CONFIG[:2], "--estimators", "backprop", "--steps", "10", "--measure", "train"]
-    assert main([*args, "--out", str(out)]) == 0
+    assert main([*args, "--out", str(out), "--no-reports"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     key = "train/mlp-diabetes/backprop/seed=0"
     manifest["cells"][key] = {"status": "pending"}  # as if killed between the two writes
     results.write_manifest(out, manifest)
-    assert main(["--resume", "--out", str(out)]) == 0
+    assert main(["--resume", "--out", str(out), "--no-reports"]) == 0
     train = pd.read_csv(out / "train.csv")
     assert (train["cell"] == key).sum() == len(train) and train["step"].is_unique
 

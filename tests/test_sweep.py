@@ -16,7 +16,8 @@ from runners.results import COLUMNS
 from runners.sweep import main
 from tasks import get_task
 
-SMALL = ["--tasks", "mlp-diabetes", "mlp-synthetic20", "--steps", "30", "--measure", "train"]
+SMALL = ["--tasks", "mlp-diabetes", "mlp-synthetic20", "--steps", "30", "--measure", "train",
+         "--no-reports"]  # fmt: skip
 
 
 def test_list_shows_estimators_tasks_and_presets(capsys: pytest.CaptureFixture[str]) -> None:
@@ -116,20 +117,22 @@ def test_cuda_without_a_gpu_is_a_clear_error(tmp_path: Path, capsys) -> None:
 
 
 def test_command_line_as_a_user_runs_it(tmp_path: Path) -> None:
-    root = Path(__file__).resolve().parents[1]
-    ok = subprocess.run(
-        [sys.executable, "-m", "runners.sweep", "--tasks", "mlp-diabetes", "--estimators",
-         "backprop", "--steps", "10", "--measure", "train", "--out", str(tmp_path / "r")],
-        cwd=root, capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    assert ok.returncode == 0, ok.stderr
-    assert "results:" in ok.stdout and (tmp_path / "r" / "train.csv").exists()
+    """A subprocess in a fresh folder: bad input is one line; then results and the report."""
     bad = subprocess.run(
         [sys.executable, "-m", "runners.sweep", "--estimators", "fg-nope"],
-        cwd=root, capture_output=True, text=True, check=False,
+        cwd=tmp_path, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert bad.returncode == 2
     assert (
         bad.stderr.startswith("error: unknown estimator 'fg-nope'")
         and "Traceback" not in bad.stderr
     )
+    ok = subprocess.run(
+        [sys.executable, "-m", "runners.sweep", "--tasks", "mlp-diabetes", "--estimators",
+         "backprop", "--steps", "10", "--measure", "train", "--out", "results/r"],
+        cwd=tmp_path, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert "results: results/r" in ok.stdout and (tmp_path / "results/r/train.csv").exists()
+    assert "report: reports/r/index.md" in ok.stdout
+    assert (tmp_path / "reports/r/index.md").exists()

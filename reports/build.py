@@ -1,0 +1,61 @@
+"""Build a report folder from a results folder: tables, figures and `index.md`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from reports import curves, layers, profile, sparse, subspace, svd, tables, widths
+from reports.index import render
+from reports.load import ReportError, Results, load_results
+from reports.section import Section
+from reports.style import BACKPROP, Style
+
+Builder = Callable[[Results, Style, Path], list[Section]]
+BUILDERS: tuple[Builder, ...] = (
+    tables.build,
+    curves.build,
+    layers.build,
+    subspace.build,
+    widths.build,
+    sparse.build,
+    svd.build,
+    profile.build,
+)
+GENERATED = ("index.md", "figures/*.png", "figures/*.svg", "tables/*.md")
+
+
+def default_out(results: Path) -> Path:
+    """`reports/<name of the results folder>`, relative to the working directory."""
+    return Path("reports") / results.resolve().name
+
+
+def style_of(res: Results) -> Style:
+    """Labels and colours for every estimator setting in the results, backprop first."""
+    keys = [k for df in res.frames.values()
+            for k in zip(df["estimator"], df["params"], strict=True)]  # fmt: skip
+    keys = sorted(dict.fromkeys(keys), key=lambda k: k[0] != BACKPROP)
+    return Style.of(keys)
+
+
+def build_reports(results: Path, out: Path | None = None) -> Path:
+    """Write the report of `results` to `out` (default `reports/<results folder name>/`).
+
+    Reads only the results folder's tidy CSVs and manifest.json. Files of an earlier report in
+    `out` (index.md, figures/*.png|svg, tables/*.md) are replaced; nothing else there is
+    touched. Returns the path of `index.md`. Raises `ReportError` (one line) for a folder that
+    is missing or not a results folder, or an `out` that is not a folder.
+    """
+    res = load_results(results)
+    out = out or default_out(results)
+    if out.exists() and not out.is_dir():
+        raise ReportError(f"{out} is a file; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    for pattern in GENERATED:
+        for old in out.glob(pattern):
+            old.unlink()
+    style = style_of(res)
+    sections = [section for build in BUILDERS for section in build(res, style, out)]
+    index = out / "index.md"
+    index.write_text(render(res, style, sections))
+    return index

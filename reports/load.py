@@ -1,0 +1,103 @@
+"""Reading a results folder (docs/protocol.md) for the reports: its tidy CSVs and manifest.
+
+Only the files the sweep writes are read; nothing is re-run. A missing or foreign folder, a
+corrupt manifest or a CSV whose header is not the protocol's is a `ReportError` (one line).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from runners.results import COLUMNS, MANIFEST
+
+KEYS = ["task", "estimator", "params"]
+
+
+class ReportError(ValueError):
+    """A results folder the reports cannot be built from; the message is one line."""
+
+
+@dataclass(frozen=True)
+class Results:
+    """A results folder in memory: the manifest and every non-empty tidy table."""
+
+    folder: Path
+    manifest: dict[str, Any]
+    frames: dict[str, pd.DataFrame]
+
+    def frame(self, file: str) -> pd.DataFrame | None:
+        """The rows of `file` (e.g. "train.csv"), or None when the sweep wrote none."""
+        return self.frames.get(file)
+
+    def task_info(self, task: str, key: str) -> Any:
+        """`manifest["tasks"][task][key]`, or None when the manifest does not record it."""
+        return self.manifest.get("tasks", {}).get(task, {}).get(key)
+
+    def tasks(self) -> list[str]:
+        """Every task with rows in any file, in the order the manifest's configuration lists
+        them (then any others in order of appearance)."""
+        seen = [t for df in self.frames.values() for t in df["task"].unique()]
+        listed = self.manifest.get("config", {}).get("tasks", [])
+        return [t for t in dict.fromkeys([*listed, *seen]) if t in set(seen)]
+
+    def target(self, task: str) -> float | None:
+        """The task's target validation accuracy from the manifest."""
+        value = self.task_info(task, "target_acc")
+        return float(value) if value is not None else None
+
+
+def load_results(folder: Path) -> Results:
+    """Read `folder`; a `ReportError` names the problem when it is not a sound results folder."""
+    if not folder.exists():
+        raise ReportError(f"{folder} does not exist; pass a results folder written by the sweep")
+    if not folder.is_dir():
+        raise ReportError(f"{folder} is a file, not a results folder")
+    path = folder / MANIFEST
+    if not path.exists():
+        raise ReportError(f"{folder} is not a results folder: it has no {MANIFEST}")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ReportError(f"{path} is corrupt ({exc})") from None
+    if not isinstance(manifest, dict) or "config" not in manifest:
+        raise ReportError(f"{path} is corrupt: it lacks 'config'")
+    frames = {}
+    for file, columns in COLUMNS.items():
+        if not (folder / file).exists():
+            continue
+        try:
+            df = pd.read_csv(folder / file, keep_default_na=False, na_values=["nan"],
+                             dtype={"params": str, "task": str, "estimator": str})  # fmt: skip
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise ReportError(f"{folder / file} is corrupt ({exc})".splitlines()[0]) from None
+        if tuple(df.columns) != columns:
+            raise ReportError(f"{folder / file} is corrupt: its header is not {columns}")
+        if len(df):
+            frames[file] = df
+    return Results(folder, manifest, frames)
+
+
+def parse_params(params: str) -> dict[str, str]:
+    """`"k=10,tangents=1"` -> {"k": "10", "tangents": "1"}; `"-"` -> {}."""
+    if params in ("-", ""):
+        return {}
+    return dict(item.partition("=")[::2] for item in params.split(","))
+
+
+def join_params(params: dict[str, str]) -> str:
+    """Inverse of `parse_params`."""
+    return ",".join(f"{k}={v}" for k, v in params.items()) or "-"
+
+
+def number(text: str) -> float:
+    """A parameter or option value as a number (NaN when it is not one)."""
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan

@@ -1,0 +1,139 @@
+"""Shared look of the reports: estimator labels and colours, number format, figure files.
+
+Figures are drawn on `matplotlib.figure.Figure` objects (the Agg renderer for PNG, the SVG
+backend for SVG), never through pyplot, so no window opens and no global figure state is kept.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+from matplotlib.artist import Artist
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
+
+from reports.load import parse_params
+
+BACKPROP = "backprop"
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
+           "#17becf", "#bcbd22", "#7f7f7f")  # fmt: skip
+DPI = 110
+
+
+@dataclass(frozen=True)
+class Style:
+    """Short labels and fixed colours for every estimator setting of a results folder.
+
+    A label shows only the parameters that differ between the settings of one estimator
+    (`sparse-vjp:keep=0.5`); the full parameter string is in the index's legend table.
+    """
+
+    labels: dict[tuple[str, str], str]
+    colours: dict[str, str]
+
+    @classmethod
+    def of(cls, keys: Iterable[tuple[str, str]]) -> Style:
+        """Labels and colours for (estimator, params) keys, in order of first appearance."""
+        keys = list(dict.fromkeys(keys))
+        settings: dict[str, list[dict[str, str]]] = {}
+        for est, params in keys:
+            settings.setdefault(est, []).append(parse_params(params))
+        labels = {}
+        for est, params in keys:
+            values = parse_params(params)
+            varying = [k for k in values if len({str(s.get(k)) for s in settings[est]}) > 1]
+            shown = ",".join(f"{k}={values[k]}" for k in varying)
+            labels[(est, params)] = f"{est}:{shown}" if shown else est
+        colours, others = {}, iter(PALETTE * (1 + len(keys) // len(PALETTE)))
+        for label in labels.values():
+            colours[label] = "black" if label == BACKPROP else next(others)
+        return cls(labels, colours)
+
+    def label(self, estimator: str, params: str) -> str:
+        return self.labels[(estimator, params)]
+
+    def colour(self, label: str) -> str:
+        return self.colours.get(label, "grey")
+
+
+def fmt(value: float, digits: int = 3) -> str:
+    """A number to `digits` significant digits; infinity as "∞", NaN as "-"."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if math.isinf(value):
+        return "∞" if value > 0 else "-∞"
+    return f"{value:.{digits}g}"
+
+
+def slug(name: str) -> str:
+    """A file-name-safe form of a name: `mlp-mnist1d:width=512` -> `mlp-mnist1d_width_512`."""
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", name).strip("_")
+
+
+def new_figure(
+    panels: int, width: float = 4.6, height: float = 3.4, cols: int = 3
+) -> tuple[Figure, list[Axes]]:
+    """A figure with `panels` axes in rows of at most `cols`."""
+    cols = min(panels, cols)
+    rows = math.ceil(panels / cols)
+    fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel().tolist()
+    for ax in axes[panels:]:
+        ax.set_visible(False)
+    return fig, axes[:panels]
+
+
+def save(fig: Figure, folder: Path, name: str) -> list[str]:
+    """Write `name`.png and `name`.svg under `folder/figures`; their paths relative to `folder`."""
+    (folder / "figures").mkdir(parents=True, exist_ok=True)
+    files = []
+    with matplotlib.rc_context({"svg.hashsalt": "cheapgrad"}):
+        for ext, metadata in (("png", {"Software": None}), ("svg", {"Date": None})):
+            fig.savefig(folder / "figures" / f"{name}.{ext}", dpi=DPI, metadata=metadata)
+            files.append(f"figures/{name}.{ext}")
+            fig.set_layout_engine("none")  # keep the layout the first save computed
+    return files
+
+
+def figure_legend(fig: Figure, axes: Iterable[Axes], cols: int = 3) -> None:
+    """One legend below all panels, each label once (panels share their estimators)."""
+    entries: dict[str, Artist] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            entries.setdefault(label, handle)
+    if entries:
+        fig.legend(entries.values(), entries.keys(), loc="outside lower center",
+                   fontsize="small", ncols=min(cols, len(entries)))  # fmt: skip
+
+
+def log_axis(ax: Axes, axis: str = "y", scale: str = "log", **kwargs: float) -> None:
+    """A log (or symlog) scale on `axis` with plain tick labels (`0.5`, `20`; no mathtext,
+    which is slow to lay out). So that a narrow axis still has numbers on it, minor ticks are
+    labelled when fewer than two powers of ten are in view: 2, 3 and 5 x 10^n beside one, all
+    of them when none is."""
+    which = ax.yaxis if axis == "y" else ax.xaxis
+    (ax.set_yscale if axis == "y" else ax.set_xscale)(scale, **kwargs)
+    which.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+
+    def minor(value: float, _: int) -> str:
+        lo, hi = which.get_view_interval()
+        if value <= 0 or lo <= 0:
+            return ""
+        powers = math.floor(math.log10(hi)) - math.ceil(math.log10(lo)) + 1  # labelled majors
+        mantissa = round(value / 10 ** math.floor(math.log10(value)), 6)
+        return f"{value:g}" if powers == 0 or (powers == 1 and mantissa in (2, 3, 5)) else ""
+
+    which.set_minor_formatter(FuncFormatter(minor))
+
+
+def log_if_wide(ax: Axes, values: Iterable[float], axis: str = "y", ratio: float = 20.0) -> None:
+    """Use a log scale on `axis` when the positive finite values span more than `ratio`."""
+    finite = [v for v in values if math.isfinite(v) and v > 0]
+    if finite and max(finite) / min(finite) > ratio:
+        log_axis(ax, axis)

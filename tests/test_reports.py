@@ -1,0 +1,284 @@
+"""`python -m reports`: tables, figures and index.md from a results folder the test writes.
+
+The folders are synthetic, in the documented format (docs/protocol.md), with numbers chosen so
+that the expected table entries can be worked out by hand (see the comments at each check).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from reports import build_reports
+from reports.__main__ import main
+from runners.results import COLUMNS
+
+ROOT = Path(__file__).resolve().parents[1]
+NARROW, WIDE = "mlp-x:width=32", "mlp-x:width=64"
+BACKPROP = ("backprop", "-")
+KEEP_25 = ("sparse-vjp", "sketch=uniform,keep=0.25")
+KEEP_50 = ("sparse-vjp", "sketch=uniform,keep=0.5")
+SVD_K1 = ("svd-subspace", "k=1,threshold=0.5")
+SVD_K4 = ("svd-subspace", "k=4,threshold=0.5")
+SETTINGS = (BACKPROP, KEEP_25, KEEP_50, SVD_K1, SVD_K4)
+STEPS = (0, 10, 20, 30)
+TARGET = 0.8
+# Per setting: (seconds per step, FLOPs per step, validation accuracy at STEPS for seeds 0, 1, 2).
+CURVES = {
+    BACKPROP: (0.1, 100, ([0.5, 0.7, 0.85, 0.9], [0.5, 0.82, 0.85, 0.9], [0.5, 0.6, 0.7, 0.75])),
+    KEEP_25: (0.04, 40, ([0.5, 0.6, 0.81, 0.9],) * 3),
+    KEEP_50: (0.05, 60, ([0.5, 0.81, 0.9, 0.9],) * 3),
+    SVD_K1: (0.05, 50, ([0.5, 0.6, 0.65, 0.7],) * 3),
+    SVD_K4: (0.09, 80, ([0.5, 0.7, 0.8, 0.85],) * 3),
+}
+COSINE = {BACKPROP: (1.0, 1.0), KEEP_25: (0.3, 0.5), KEEP_50: (0.5, 0.7), SVD_K1: (0.6, 0.6),
+          SVD_K4: (0.9, 0.9)}  # fmt: skip
+FLOP_RATIO = {BACKPROP: 1.0, KEEP_25: 0.55, KEEP_50: 0.7, SVD_K1: 0.6, SVD_K4: 0.85}
+
+
+def _write(folder: Path, file: str, rows: list[dict]) -> None:
+    pd.DataFrame(rows, columns=list(COLUMNS[file])).to_csv(folder / file, index=False)
+
+
+def _manifest(folder: Path, tasks: list[str], settings: tuple, failed: bool = False) -> None:
+    cells = {f"train/{t}/{e}/seed=0": {"status": "done", "seconds": 1.0} for t in tasks
+             for e, _ in settings}  # fmt: skip
+    if failed:
+        cells["cost/mlp-x:width=32/broken/step"] = {"status": "failed", "seconds": 0.1,
+                                                    "error": "RuntimeError: kaboom"}  # fmt: skip
+    manifest = {
+        "config": {"preset": "test", "tasks": tasks, "estimators": [e for e, _ in settings],
+                   "seeds": 3, "measure": ["quality", "cost", "train"], "draws": 8,
+                   "tune": False, "steps": 30},
+        "environment": {"device": "cpu", "torch": "test"},
+        "started": "2026-01-01T00:00:00+00:00", "finished": "2026-01-01T00:01:00+00:00",
+        "cells": cells,
+        "tasks": {t: {"n_params": 100, "target_acc": TARGET, "steps": 30, "batch_size": 10,
+                      "lr": 0.01} for t in tasks},
+        "chosen_lr": {},
+    }  # fmt: skip
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _train_rows(task: str, setting: tuple[str, str], slow: float) -> list[dict]:
+    est, params = setting
+    seconds, flops, curves = CURVES[setting]
+    return [
+        {"task": task, "estimator": est, "params": params, "seed": seed, "lr": 0.01,
+         "step": step, "seconds": step * seconds * slow, "flops": step * flops,
+         "train_loss": 1.0 - acc / 2, "val_acc": acc,
+         "status": "completed" if step == STEPS[-1] else "ok", "cell": f"train/{task}/{seed}"}
+        for seed, accs in enumerate(curves)
+        for step, acc in zip(STEPS, accs, strict=True)
+    ]  # fmt: skip
+
+
+def _quality_rows(task: str, setting: tuple[str, str]) -> list[dict]:
+    est, params = setting
+    rows = []
+    for seed, cos in enumerate(COSINE[setting]):
+        for checkpoint in (0, 15, 30):
+            for layer in ("hidden.0", "head", "total"):
+                exact = setting == BACKPROP
+                rows.append({
+                    "task": task, "estimator": est, "params": params, "seed": seed,
+                    "checkpoint": checkpoint, "layer": layer, "cosine": cos,
+                    "cosine_lo": cos if exact else cos - 0.1,
+                    "cosine_hi": cos if exact else cos + 0.1,
+                    "rel_bias": 0.0 if exact else 0.2, "rel_variance": 0.0 if exact else 2.0 - cos,
+                    "rel_mse": 0.0 if exact else 2.5 - cos,
+                    "rel_mse_lo": 0.0 if exact else 2.0 - cos,
+                    "rel_mse_hi": 0.0 if exact else 3.0 - cos,
+                    "work_mse": 1.0 if exact else 3 * FLOP_RATIO[setting], "draws": 8,
+                    "cell": f"quality/{task}/{seed}",
+                })  # fmt: skip
+    return rows
+
+
+def _diagnostic_rows(task: str, setting: tuple[str, str]) -> list[dict]:
+    est, params = setting
+    base = {"task": task, "estimator": est, "params": params, "lr": 0.01, "cell": "c"}
+    rows = []
+    for seed in range(3):
+        for step, error in ((10, 0.3), (20, 0.6), (30, 0.4)):
+            rows.append({**base, "seed": seed, "step": step, "name": "projection_error",
+                         "value": error})  # fmt: skip
+            rows.append({**base, "seed": seed, "step": step, "name": "refit",
+                         "value": 1.0 if (seed, step) == (0, 20) else 0.0})  # fmt: skip
+    return rows
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two widths of one task (the wide one twice as slow), five settings, three seeds."""
+    folder = tmp_path_factory.mktemp("results") / "synthetic"
+    folder.mkdir()
+    tasks = [NARROW, WIDE]
+    _manifest(folder, tasks, SETTINGS, failed=True)
+    _write(folder, "train.csv", [r for t, slow in zip(tasks, (1, 2), strict=True)
+                                 for s in SETTINGS for r in _train_rows(t, s, slow)])  # fmt: skip
+    _write(folder, "quality.csv", [r for t in tasks for s in SETTINGS for r in _quality_rows(t, s)])
+    _write(folder, "cost.csv", [
+        {"task": t, "estimator": e, "params": p, "device": "cpu", "flops": 1000,
+         "flop_ratio": FLOP_RATIO[(e, p)], "step_seconds": 0.01, "time_ratio": 1.5,
+         "peak_bytes": 100, "memory_ratio": 1.1, "cell": "c"}
+        for t in tasks for e, p in SETTINGS
+    ])  # fmt: skip
+    _write(
+        folder,
+        "diagnostics.csv",
+        [r for t in tasks for s in (SVD_K1, SVD_K4) for r in _diagnostic_rows(t, s)],
+    )
+    return folder
+
+
+@pytest.fixture(scope="module")
+def report(results: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_reports(results, tmp_path_factory.mktemp("reports") / "synthetic")
+
+
+def _table(path: Path) -> dict[str, dict[str, str]]:
+    """A pipe table in a markdown file: first-column value -> {header: cell}."""
+    lines = [line for line in path.read_text().splitlines() if line.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    return {row[0]: dict(zip(header, row, strict=True)) for row in rows}
+
+
+FIGURES = ("accuracy-vs-time", "quality-layers-mlp-x_width_32", "quality-layers-mlp-x_width_64",
+           "cosine-vs-k", "accuracy-vs-width", "target-vs-keep", "svd-projection-error",
+           "performance-profile")  # fmt: skip
+
+
+def test_every_table_and_figure_is_written_and_linked(report: Path) -> None:
+    folder = report.parent
+    index = report.read_text()
+    for name in FIGURES:
+        for ext in ("png", "svg"):
+            path = folder / "figures" / f"{name}.{ext}"
+            assert path.stat().st_size > 1000, path
+            assert f"(figures/{name}.{ext})" in index
+    for task in ("mlp-x_width_32", "mlp-x_width_64"):
+        for suffix in ("", "-quality"):
+            assert (folder / "tables" / f"{task}{suffix}.md").exists()
+            assert f"(tables/{task}{suffix}.md)" in index
+    assert "Skipped" not in index
+    assert "failed: `cost/mlp-x:width=32/broken/step`: RuntimeError: kaboom" in index
+    assert index.count("Source: ") == 2 + len(FIGURES) - 1  # two tables, one layers section
+
+
+def test_task_table_holds_the_hand_computed_numbers(report: Path) -> None:
+    rows = _table(report.parent / "tables" / "mlp-x_width_32.md")
+    assert list(rows) == ["backprop", "sparse-vjp:keep=0.25", "sparse-vjp:keep=0.5",
+                          "svd-subspace:k=1", "svd-subspace:k=4"]  # fmt: skip
+    bp, k25, k50 = rows["backprop"], rows["sparse-vjp:keep=0.25"], rows["sparse-vjp:keep=0.5"]
+    # backprop reaches 0.8 at step 20 (seed 0, 2.0 s), step 10 (seed 1, 1.0 s), never (seed 2):
+    # median of {1, 2, inf} = 2 s, spread [1, inf], 2 of 3 seeds; FLOPs 100 per step.
+    assert bp["s to target: median [min, max]"] == "2 [1, ∞]"
+    assert bp["FLOPs to target: median [min, max]"] == "2e+03 [1e+03, ∞]"
+    assert bp["reached"] == "2/3"
+    # keep=0.5 reaches it at step 10 on every seed: 0.5 s, 600 FLOPs; speedups 2/0.5, 2000/600.
+    assert k50["s to target: median [min, max]"] == "0.5 [0.5, 0.5]"
+    assert (k50["speedup (time)"], k50["speedup (FLOPs)"]) == ("4", "3.33")
+    # keep=0.25 reaches it at step 20: 0.8 s, 800 FLOPs -> speedups 2.5 and 2.5.
+    assert (k25["speedup (time)"], k25["speedup (FLOPs)"]) == ("2.5", "2.5")
+    assert rows["svd-subspace:k=1"]["reached"] == "0/3"
+    assert rows["svd-subspace:k=1"]["s to target: median [min, max]"] == "∞ [∞, ∞]"
+    # quality: cosine 0.3 and 0.5 on two seeds -> median 0.4, intervals +-0.1 -> [0.2, 0.6].
+    assert k25["cosine [95% CI]"] == "0.4 [0.2, 0.6]"
+    assert k25["rel. MSE [95% CI]"] == "2.1 [1.5, 2.7]"
+    assert (k25["FLOPs ×"], k25["time ×"], k25["memory ×"]) == ("0.55", "1.5", "1.1")
+    assert k25["work MSE"] == "1.65"
+    wide = _table(report.parent / "tables" / "mlp-x_width_64.md")["backprop"]
+    assert wide["s to target: median [min, max]"] == "4 [2, ∞]"  # every second doubled
+
+
+def test_index_states_findings_with_their_numbers(report: Path) -> None:
+    index = report.read_text()
+    assert (
+        "Fastest other setting to the target: sparse-vjp:keep=0.5, median 0.5 [0.5, 0.5] s "
+        "(3/3 seeds); speedup over backprop 4× in time and 3.33× in FLOPs."
+    ) in index
+    assert "Backprop reaches the target accuracy 0.8 in a median 2 [1, ∞] s (2/3 seeds)." in index
+    # both tasks: keep=0.5 fastest; keep=0.25 at 0.8/0.5 = 1.6x; svd k=4 at 1.8/0.5 = 3.6x.
+    assert "sparse-vjp:keep=0.5 is the fastest on 2/2 tasks" in index
+    assert (
+        "sparse-vjp:keep=0.25 is the fastest on 0/2 tasks, within 2× of the fastest on 2/2" in index
+    )
+    assert "svd-subspace:k=4 is the fastest on 0/2 tasks, within 2× of the fastest on 0/2" in index
+    assert "svd-subspace's cosine goes from 0.6 at k=1 to 0.9 at k=4" in index
+    # 3 seeds x 3 eval windows per setting, errors 0.3 / 0.6 / 0.4, one re-fit (seed 0, step 20).
+    assert "over 9 eval windows (seeds pooled; range 0.3-0.6); 1 of those windows" in index
+    # final accuracies 0.9, 0.9, 0.75 at both widths: mean 0.85.
+    assert "backprop's final validation accuracy goes from 0.85 at width 32 to 0.85" in index
+
+
+def test_absent_data_gives_skip_lines_not_errors(tmp_path: Path) -> None:
+    """Only train.csv, one setting: the table and accuracy curve; every other part skipped.
+    Files an earlier report left in the folder are replaced; other files are kept."""
+    folder = tmp_path / "only-train"
+    folder.mkdir()
+    _manifest(folder, [NARROW], (BACKPROP,))
+    _write(folder, "train.csv", _train_rows(NARROW, BACKPROP, 1))
+    out = tmp_path / "report"
+    (out / "figures").mkdir(parents=True)
+    (out / "figures" / "cosine-vs-k.png").write_bytes(b"stale")
+    (out / "notes.txt").write_text("mine")
+    index = build_reports(folder, out).read_text()
+    assert index.count("**Skipped:**") == 6
+    assert index.count("**Skipped:** the results hold no quality.csv rows") == 2  # layers, k
+    for reason in ("two or more widths", "two or more values of `keep`",
+                   "named `projection_error*`", "only one estimator setting"):  # fmt: skip
+        assert reason in index
+    figures = sorted(p.name for p in (out / "figures").iterdir())
+    assert figures == ["accuracy-vs-time.png", "accuracy-vs-time.svg"]
+    assert (out / "notes.txt").read_text() == "mine"
+    row = _table(out / "tables" / "mlp-x_width_32.md")["backprop"]
+    assert "cosine [95% CI]" not in row and row["reached"] == "2/3"
+
+
+def test_default_out_is_reports_slash_results_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "quick"
+    folder.mkdir()
+    _manifest(folder, [NARROW], (BACKPROP,))
+    monkeypatch.chdir(tmp_path)
+    assert main(["--results", str(folder)]) == 0
+    assert (tmp_path / "reports" / "quick" / "index.md").exists()
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: None, "does not exist"),
+        (lambda p: p.mkdir(), "is not a results folder: it has no manifest.json"),
+        (lambda p: p.mkdir() or (p / "manifest.json").write_text("{"), "is corrupt"),
+    ],
+)
+def test_a_folder_that_is_not_results_is_one_line_and_status_2(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    make: Callable[[Path], object],
+    message: str,
+) -> None:
+    make(tmp_path / "r")
+    assert main(["--results", str(tmp_path / "r"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_command_line_exit_status(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "reports", "--results", str(tmp_path / "missing")],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "does not exist" in proc.stderr
