@@ -61,13 +61,13 @@ class SweepConfig:
 
     def validated(self) -> SweepConfig:
         """The same configuration with canonical names, or a clear error for a bad one."""
-        for value, flag in (
-            (self.seeds, "--seeds"),
-            (self.draws, "--draws"),
-            (self.steps, "--steps"),
+        for value, flag, least in (
+            (self.seeds, "--seeds", 1),
+            (self.draws, "--draws", 2),
+            (self.steps, "--steps", 1),
         ):
-            if value is not None and value < (2 if flag == "--draws" else 1):
-                raise TaskError(f"{flag} must be >= {2 if flag == '--draws' else 1}, got {value}")
+            if value is not None and value < least:
+                raise TaskError(f"{flag} must be >= {least}, got {value}")
         for m in self.measure:
             if m not in MEASUREMENTS:
                 raise TaskError(f"unknown measurement {m!r}; valid: {', '.join(MEASUREMENTS)}")
@@ -236,12 +236,12 @@ def sweep(args: argparse.Namespace) -> int:
         tasks={n: task_record(t, config.steps, len(ctx.data(t).x_train)) for n, t in tasks.items()},
     )
     stage1 = first_stage(config)
-    n_train = len(second_stage(config, {}))
-    for cell in stage1 + second_stage(config, {}):
+    training = second_stage(config, {})  # the rates are not known yet; the cells are
+    for cell in stage1 + training:
         manifest["cells"].setdefault(cell.key, {"status": "pending"})
     results.write_manifest(out, manifest)
     todo = [c for c in stage1 if c.key not in done]
-    total = sum(c.units(ctx) for c in todo + second_stage(config, {}) if c.key not in done)
+    total = sum(c.units(ctx) for c in todo + training if c.key not in done)
     with tqdm(total=total, unit="unit", dynamic_ncols=True, mininterval=0.5) as bar:
         ctx.on_step = lambda _: bar.update(1)
         _run(todo, ctx, out, manifest, bar)
@@ -253,7 +253,7 @@ def sweep(args: argparse.Namespace) -> int:
     print(summary_table(out))
     failed = sum(c["status"] == "failed" for c in manifest["cells"].values())
     print(f"\nresults: {out}  ({len(manifest['cells']) - failed} cells done, {failed} failed;"
-          f" {n_train} training runs)")  # fmt: skip
+          f" {len(training)} training runs)")  # fmt: skip
     if not args.no_reports:
         print(f"report: {build_reports(out)}")
     return 0
