@@ -4,6 +4,11 @@ Importing the package registers every estimator it ships; `make_estimator("name:
 builds one, and `registry.names()` lists them.
 """
 
+import estimators.fg_activity  # registers fg-activity
+import estimators.fg_weight  # registers fg-weight
+import estimators.fg_wperp  # registers fg-wperp
+import estimators.fg_wperp_ns  # registers fg-wperp-ns
+import estimators.fg_wt  # registers fg-wt
 import estimators.svd_subspace  # noqa: F401  (registers svd-subspace)
 from estimators import backprop
 from estimators.base import (
