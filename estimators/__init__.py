@@ -4,6 +4,7 @@ Importing the package registers every estimator it ships; `make_estimator("name:
 builds one, and `registry.names()` lists them.
 """
 
+import estimators.cv_predicted  # registers cv-predicted
 import estimators.fg_activity  # registers fg-activity
 import estimators.fg_weight  # registers fg-weight
 import estimators.fg_wperp  # registers fg-wperp
