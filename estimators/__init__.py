@@ -10,6 +10,7 @@ import estimators.fg_weight  # registers fg-weight
 import estimators.fg_wperp  # registers fg-wperp
 import estimators.fg_wperp_ns  # registers fg-wperp-ns
 import estimators.fg_wt  # registers fg-wt
+import estimators.sparse_vjp  # registers sparse-vjp
 import estimators.svd_subspace  # noqa: F401  (registers svd-subspace)
 from estimators import backprop
 from estimators.base import (
