@@ -70,7 +70,8 @@ def run_cell(cell: Cell, ctx: Context) -> dict[str, list[dict[str, Any]]]:
     task = get_task(cell.task)
     if cell.measure in ("train", "tune"):
         lr = task.lr if cell.lr is None else cell.lr
-        run = Run(task, make_estimator(cell.estimator), cell.seed, lr, ctx.device, ctx.steps)
+        est = make_estimator(cell.estimator)
+        run = Run(task, est, cell.seed, lr, ctx.device, ctx.steps, ctx.seconds)
         result = train(run, ctx.data(task), ctx.on_step)
         if cell.measure == "tune":
             rows = {"tuning.csv": result.rows}

@@ -21,6 +21,7 @@ class Context:
     folder: Path
     steps: int | None = None  # overrides every task's step budget when set
     draws: int = 64
+    seconds: float | None = None  # wall-clock cap on each training run when set
     on_step: Callable[[int], None] | None = None
     _data: dict[str, Splits] = field(default_factory=dict)
 

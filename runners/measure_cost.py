@@ -2,10 +2,13 @@
 
 Both learners start from the same seeded initialisation and see the same batches; a stateful
 estimator is first primed (`prime_steps()` steps) so its steady-state step is measured.
-- FLOPs: `FlopCounterMode` over `FLOP_STEPS` steps, divided by `FLOP_STEPS` (phases and refits
+- FLOPs: `FlopCounterMode` over `FLOP_STEPS` steps, divided by their number (phases and refits
   that happen within them are averaged in).
 - Time: `WARMUP` steps each, then `REPEATS` steps alternating estimator and backprop (which goes
   first alternates too), the median of each; CUDA events on a GPU.
+- Slow steps (a per-example SVD on a CPU can take seconds): each of those loops also stops once
+  it has spent `BUDGET_S` seconds, after at least one FLOP step, one warm-up and `MIN_REPEATS`
+  timed pairs, so that one cost cell stays within about a minute.
 - Peak memory: `runners.memory.peak_bytes` of one step beyond what existed before it.
 A step is estimate + optimizer step + estimator update.
 """
@@ -13,7 +16,8 @@ A step is estimate + optimizer step + estimator update.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -29,6 +33,19 @@ from tasks import Task
 WARMUP = 3
 REPEATS = 15
 FLOP_STEPS = 10
+MIN_REPEATS = 3
+BUDGET_S = 10.0
+
+
+def _until(most: int, least: int, fn: Callable[[int], None]) -> int:
+    """Call fn(0), fn(1), ... up to `most` times, stopping after `least` once `BUDGET_S` is spent;
+    returns the number of calls."""
+    start = time.perf_counter()
+    for i in range(most):
+        fn(i)
+        if i + 1 >= least and time.perf_counter() - start > BUDGET_S:
+            return i + 1
+    return most
 
 
 def _stream(task: Task, ctx: Context, seed: int) -> Iterator[Batch]:
@@ -36,6 +53,17 @@ def _stream(task: Task, ctx: Context, seed: int) -> Iterator[Batch]:
     for idx in batches(len(data.x_train), task.batch_size, torch.Generator().manual_seed(seed)):
         idx = idx.to(ctx.device)
         yield data.x_train[idx], data.y_train[idx]
+
+
+def _flops_per_step(step: Callable[[], None]) -> float:
+    """FLOPs of one step, averaged over up to `FLOP_STEPS` steps (at least one)."""
+    count = 0
+
+    def run() -> None:
+        nonlocal count
+        count = _until(FLOP_STEPS, 1, lambda _: step())
+
+    return count_flops(run) / count
 
 
 def measure_cost(task: Task, spec: str, ctx: Context, seed: int = 0) -> list[dict[str, Any]]:
@@ -52,17 +80,15 @@ def measure_cost(task: Task, spec: str, ctx: Context, seed: int = 0) -> list[dic
 
     for _ in range(learners["estimator"].estimator.prime_steps()):
         step("estimator")
-    flops = {
-        k: count_flops(lambda k=k: [step(k) for _ in range(FLOP_STEPS)]) / FLOP_STEPS
-        for k in learners
-    }
-    for _ in range(WARMUP):
-        for kind in learners:
-            step(kind)
+    flops = {k: _flops_per_step(lambda k=k: step(k)) for k in learners}
+    _until(WARMUP, 1, lambda _: [step(kind) for kind in learners])
     seconds: dict[str, list[float]] = {k: [] for k in learners}
-    for i in range(REPEATS):
+
+    def pair(i: int) -> None:
         for kind in ("estimator", "backprop") if i % 2 == 0 else ("backprop", "estimator"):
             seconds[kind].append(timed(lambda kind=kind: step(kind), ctx.device))
+
+    _until(REPEATS, MIN_REPEATS, pair)
     memory = {k: peak_bytes(lambda k=k: step(k), ctx.device) for k in learners}
     median = {k: statistics.median(v) for k, v in seconds.items()}
     est = learners["estimator"].estimator

@@ -41,7 +41,7 @@ from tasks.data import DataSource
 USER_ERRORS = (
     EstimatorError, TaskError, PresetError, DeviceError, results.ResultsError, ReportError,
 )  # fmt: skip
-SELECTION = ("preset", "tasks", "estimators", "seeds", "measure", "steps", "draws")
+SELECTION = ("preset", "tasks", "estimators", "seeds", "measure", "steps", "seconds", "draws")
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,7 @@ class SweepConfig:
     draws: int
     tune: bool
     steps: int | None
+    seconds: float | None
     data_root: str | None
     download: bool
 
@@ -65,6 +66,7 @@ class SweepConfig:
             (self.seeds, "--seeds", 1),
             (self.draws, "--draws", 2),
             (self.steps, "--steps", 1),
+            (self.seconds, "--seconds", 0),
         ):
             if value is not None and value < least:
                 raise TaskError(f"{flag} must be >= {least}, got {value}")
@@ -91,6 +93,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--measure", help=f"comma-separated subset of {','.join(MEASUREMENTS)}")
     add("--draws", type=int, help="estimates drawn per checkpoint for quality (default: preset's)")
     add("--steps", type=int, help="step budget for every task, replacing each task's own")
+    add(
+        "--seconds",
+        type=float,
+        help="wall-clock cap on each training run in seconds, 0 for none (default: preset's)",
+    )
     add("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     add("--out", type=Path, help="results folder (default: results/<preset>)")
     add("--data-root", type=Path, help="folder holding MNIST / Fashion-MNIST / CIFAR-10")
@@ -112,6 +119,7 @@ def resolve(args: argparse.Namespace) -> SweepConfig:
         draws=preset.draws if args.draws is None else args.draws,
         tune=preset.tune,
         steps=args.steps if args.steps is not None else preset.steps,
+        seconds=(args.seconds or None) if args.seconds is not None else preset.seconds,
         data_root=str(args.data_root) if args.data_root else None,
         download=args.download,
     ).validated()
@@ -174,7 +182,7 @@ def environment(device: torch.device, threads: int) -> dict[str, Any]:
     }
 
 
-def task_record(task: Task, steps: int | None, n_train: int) -> dict[str, Any]:
+def task_record(task: Task, config: SweepConfig, n_train: int) -> dict[str, Any]:
     """What the manifest says of a task: size, data, target and the budget actually used."""
     return {
         "n_params": task.n_params,
@@ -182,7 +190,8 @@ def task_record(task: Task, steps: int | None, n_train: int) -> dict[str, Any]:
         "n_train": n_train,
         "target_acc": task.target_acc,
         "target_note": task.target_note,
-        "steps": steps or task.steps,
+        "steps": config.steps or task.steps,
+        "seconds": config.seconds or task.seconds,
         "batch_size": task.batch_size,
         "lr": task.lr,
     }
@@ -223,7 +232,8 @@ def sweep(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     threads = use_available_cores()
     root = Path(config.data_root) if config.data_root else None
-    ctx = Context(device, DataSource(root, config.download), out, config.steps, config.draws)
+    ctx = Context(device, DataSource(root, config.download), out, config.steps, config.draws,
+                  config.seconds)  # fmt: skip
     tasks = {name: get_task(name) for name in config.tasks}
     for task in tasks.values():
         ctx.data(task)  # a missing data set stops the sweep here, before anything is written
@@ -233,7 +243,7 @@ def sweep(args: argparse.Namespace) -> int:
         environment=environment(device, threads),
         started=manifest.get("started") or _now(),
         finished=None,
-        tasks={n: task_record(t, config.steps, len(ctx.data(t).x_train)) for n, t in tasks.items()},
+        tasks={n: task_record(t, config, len(ctx.data(t).x_train)) for n, t in tasks.items()},
     )
     stage1 = first_stage(config)
     training = second_stage(config, {})  # the rates are not known yet; the cells are

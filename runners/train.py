@@ -44,6 +44,7 @@ class Run:
     lr: float
     device: torch.device
     steps: int | None = None  # overrides the task's step budget when set
+    seconds: float | None = None  # a wall-clock cap on training time, beside the task's own
 
 
 def batches(n: int, size: int, generator: torch.Generator) -> Iterator[Tensor]:
@@ -132,6 +133,8 @@ def train(
     order = batches(len(data.x_train), task.batch_size, torch.Generator().manual_seed(run.seed))
     noise = torch.Generator(device=device).manual_seed(run.seed + 1)
     steps = run.steps or task.steps
+    caps = [c for c in (run.seconds, task.seconds) if c is not None]
+    limit = min(caps) if caps else None
     base = {"task": task.name, "estimator": est.name, "params": est.params_str,
             "seed": run.seed, "lr": run.lr}  # fmt: skip
     result = TrainResult(rows=[])
@@ -172,7 +175,7 @@ def train(
         for name, value in estimate.diagnostics.items():
             logged.setdefault(name, []).append(float(value))
         snapshot(step)
-        out_of_time = task.seconds is not None and seconds >= task.seconds
+        out_of_time = limit is not None and seconds >= limit
         last = step == steps or out_of_time
         if step % task.eval_every == 0 or last:
             acc = accuracy(model, data.x_val, data.y_val)

@@ -18,6 +18,7 @@ from runners.sweep import main
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ["--tasks", "mlp-diabetes", "--estimators", "backprop", "--seeds", "3", "--steps", "20",
+          "--seconds", "0",
           "--draws", "4"]  # fmt: skip
 TIMING = ["seconds", "step_seconds", "time_ratio"]  # wall-clock columns differ run to run
 

@@ -139,3 +139,12 @@ def test_embedded_tasks_train_a_few_steps(name: str) -> None:
     task = get_task(name)
     rows = train(Run(task, make_estimator("backprop"), 0, task.lr, CPU, 3), task.load()).rows
     assert rows[-1]["status"] == "completed" and rows[-1]["flops"] > 0
+
+
+def test_a_wall_clock_cap_ends_the_run_early_as_completed() -> None:
+    """`Run.seconds` (the sweep's `--seconds`): past the cap the run stops, evaluated."""
+    run = Run(TASK, make_estimator("backprop"), 0, TASK.lr, CPU, steps=50, seconds=1e-9)
+    rows = train(run, TASK.load()).rows
+    assert [r["step"] for r in rows] == [0, 1] and rows[-1]["status"] == "completed"
+    uncapped = train(Run(TASK, make_estimator("backprop"), 0, TASK.lr, CPU, steps=50), TASK.load())
+    assert uncapped.rows[-1]["step"] == 50
