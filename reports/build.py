@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from reports import curves, layers, profile, sparse, subspace, svd, tables, widths
+from reports import blog, curves, layers, profile, sparse, subspace, svd, tables, widths
 from reports.index import render
 from reports.load import ReportError, Results, load_results
 from reports.section import Section
@@ -20,6 +20,7 @@ BUILDERS: tuple[Builder, ...] = (
     widths.build,
     sparse.build,
     svd.build,
+    blog.build,
     profile.build,
 )
 GENERATED = ("index.md", "figures/*.png", "figures/*.svg", "tables/*.md")

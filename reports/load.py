@@ -1,14 +1,15 @@
 """Reading a results folder (docs/protocol.md) for the reports: its tidy CSVs and manifest.
 
-Only the files the sweep writes are read; nothing is re-run. A missing or foreign folder, a
-corrupt manifest or a CSV whose header is not the protocol's is a `ReportError` (one line).
+Only the files the sweep writes, and `blog.csv` (`python -m runners.blog_table --out DIR`), are
+read; nothing is re-run. A missing or foreign folder, a corrupt manifest or a CSV whose header is
+not the protocol's is a `ReportError` (one line).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,13 @@ import pandas as pd
 from runners.results import COLUMNS, MANIFEST
 
 KEYS = ["task", "estimator", "params"]
+# Tables beside the sweep's that are not one row per task and estimator setting: their columns.
+BLOG_COLUMNS: tuple[str, ...] = (
+    "dataset", "label", "seed", "lr", "baseline_acc", "svd_acc", "delta_acc", "wgrad_flop_change",
+    "step_flop_change", "step_time_change", "run_flop_change", "refits", "error",
+    "blog_baseline_acc", "blog_svd_acc", "blog_grad_flop_change", "blog_time_change",
+)  # fmt: skip
+OTHER_COLUMNS: dict[str, tuple[str, ...]] = {"blog.csv": BLOG_COLUMNS}
 
 
 class ReportError(ValueError):
@@ -25,15 +33,20 @@ class ReportError(ValueError):
 
 @dataclass(frozen=True)
 class Results:
-    """A results folder in memory: the manifest and every non-empty tidy table."""
+    """A results folder in memory: the manifest and every non-empty tidy table.
+
+    frames: the sweep's tables (`COLUMNS`), each with task, estimator and params columns.
+    others: the other tables present (`OTHER_COLUMNS`, e.g. blog.csv), keyed otherwise.
+    """
 
     folder: Path
     manifest: dict[str, Any]
     frames: dict[str, pd.DataFrame]
+    others: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     def frame(self, file: str) -> pd.DataFrame | None:
-        """The rows of `file` (e.g. "train.csv"), or None when the sweep wrote none."""
-        return self.frames.get(file)
+        """The rows of `file` (e.g. "train.csv", "blog.csv"), or None when there are none."""
+        return self.frames.get(file, self.others.get(file))
 
     def task_info(self, task: str, key: str) -> Any:
         """`manifest["tasks"][task][key]`, or None when the manifest does not record it."""
@@ -67,20 +80,28 @@ def load_results(folder: Path) -> Results:
         raise ReportError(f"{path} is corrupt ({exc})") from None
     if not isinstance(manifest, dict) or "config" not in manifest:
         raise ReportError(f"{path} is corrupt: it lacks 'config'")
-    frames = {}
-    for file, columns in COLUMNS.items():
-        if not (folder / file).exists():
-            continue
-        try:
-            df = pd.read_csv(folder / file, keep_default_na=False, na_values=["nan"],
-                             dtype={"params": str, "task": str, "estimator": str})  # fmt: skip
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-            raise ReportError(f"{folder / file} is corrupt ({exc})".splitlines()[0]) from None
-        if tuple(df.columns) != columns:
-            raise ReportError(f"{folder / file} is corrupt: its header is not {columns}")
-        if len(df):
-            frames[file] = df
-    return Results(folder, manifest, frames)
+    frames, others = {}, {}
+    for tables, known in ((frames, COLUMNS), (others, OTHER_COLUMNS)):
+        for file, columns in known.items():
+            df = _read_csv(folder / file, columns)
+            if df is not None and len(df):
+                tables[file] = df
+    return Results(folder, manifest, frames, others)
+
+
+def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame | None:
+    """The table at `path` (None when absent); a `ReportError` when it is unreadable or its
+    header is not `columns`. Name columns are read as text, "nan" alone as missing."""
+    if not path.exists():
+        return None
+    text = {c: str for c in ("task", "estimator", "params", "dataset", "label") if c in columns}
+    try:
+        df = pd.read_csv(path, keep_default_na=False, na_values=["nan"], dtype=text)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ReportError(f"{path} is corrupt ({exc})".splitlines()[0]) from None
+    if tuple(df.columns) != columns:
+        raise ReportError(f"{path} is corrupt: its header is not {columns}")
+    return df
 
 
 def parse_params(params: str) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """The SVD blog post's toy table, reproduced with a real low-rank implementation.
 
-    python -m runners.blog_table [--seeds N] [--lr LR] [--repeats R] [--threads T]
+    python -m runners.blog_table [--seeds N] [--lr LR] [--repeats R] [--threads T] [--out DIR]
 
 The blog's setup: its 2-layer MLP with 10 hidden units on four tabular sets, 20 steps of
 full-batch gradient descent (plain SGD, no momentum), the first 10 exact to fit the subspace,
@@ -21,15 +21,27 @@ estimator's drift re-fits and its last sentinel's projection error ||G - G P P^T
 Timing uses one intra-op thread by default: these models are far too small to gain from more,
 and on a shared machine extra threads mostly add scheduler stalls. Whole-run times are not
 reported: a 20-step run takes milliseconds, and single scheduler stalls of that size decide them.
+
+The table printed gives, per data set, the mean (± the standard deviation) over seeds. With
+`--out DIR` the per-seed numbers are also written to `DIR/blog.csv` (created, or replaced
+atomically; DIR is created when missing), one row per data set and seed, changes as fractions
+(-0.75 for -75%): dataset, label, seed, lr, baseline_acc, svd_acc, delta_acc,
+wgrad_flop_change, step_flop_change, step_time_change, run_flop_change, refits, error, and the
+blog's figures blog_baseline_acc, blog_svd_acc, blog_grad_flop_change, blog_time_change. Given a
+sweep's results folder as DIR (one with a manifest.json), `python -m reports` adds a section
+drawing it beside the blog's numbers (`reports/blog.py`).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
+import io
 import math
 import statistics
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 from tabulate import tabulate
@@ -37,6 +49,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from estimators import Batch, GradientEstimator, make_estimator, trainable_parameters
 from estimators.svd_subspace import SvdSubspace, scoped_layers
+from reports.load import BLOG_COLUMNS
+from runners.results import MANIFEST, atomic_write
 from runners.timing import timed
 from runners.train import Run, train
 from tasks import Task, get_task
@@ -44,6 +58,11 @@ from tasks.data import Splits
 
 SPEC = "svd-subspace:k=2,warmup=10,scope=first,mode=lowrank"
 STEPS = 20
+BLOG_CSV = "blog.csv"
+# blog.csv's measured columns (baseline_acc .. error), between the keys and the blog's figures
+MEASURED = BLOG_COLUMNS[
+    BLOG_COLUMNS.index("baseline_acc") : BLOG_COLUMNS.index("blog_baseline_acc")
+]
 ACC_GOAL = 0.03  # |SVD acc - baseline acc| allowed by the issue
 WGRAD_GOAL = -0.60  # first-layer weight-gradient FLOP change the issue asks for, at most
 CPU = torch.device("cpu")
@@ -132,9 +151,9 @@ def step_costs(task: Task, data: Splits, seed: int, repeats: int) -> dict[str, f
         repeats,
     )
     return {
-        "wgrad": flops["svd"][1] / flops["exact"][1] - 1,
-        "step_flops": flops["svd"][0] / flops["exact"][0] - 1,
-        "step_time": times["svd"] / times["exact"] - 1,
+        "wgrad_flop_change": flops["svd"][1] / flops["exact"][1] - 1,
+        "step_flop_change": flops["svd"][0] / flops["exact"][0] - 1,
+        "step_time_change": times["svd"] / times["exact"] - 1,
     }
 
 
@@ -152,13 +171,44 @@ def run_pair(task: Task, data: Splits, seed: int) -> dict[str, float]:
             errors = [r["value"] for r in result.diagnostics if r["name"] == "projection_error"]
             out["error"] = errors[-1] if errors else math.nan
     return {
-        "baseline": out["acc_exact"],
-        "svd": out["acc_svd"],
-        "delta": out["acc_svd"] - out["acc_exact"],
-        "run_flops": out["flops_svd"] / out["flops_exact"] - 1,
+        "baseline_acc": out["acc_exact"],
+        "svd_acc": out["acc_svd"],
+        "delta_acc": out["acc_svd"] - out["acc_exact"],
+        "run_flop_change": out["flops_svd"] / out["flops_exact"] - 1,
         "refits": out["refits"],
         "error": out["error"],
     }
+
+
+def seed_row(name: str, task: Task, data: Splits, seed: int, repeats: int) -> dict[str, object]:
+    """One row of blog.csv (`BLOG_COLUMNS`): data set `name`'s numbers for one seed beside the
+    blog's figures for it; both the printed table and the CSV are made from these rows."""
+    blog = BLOG[name]
+    row = {
+        "dataset": name,
+        "label": blog.label,
+        "seed": seed,
+        "lr": task.lr,
+        **run_pair(task, data, seed),
+        **step_costs(task, data, seed, repeats),
+        "blog_baseline_acc": blog.baseline,
+        "blog_svd_acc": blog.svd,
+        "blog_grad_flop_change": blog.grad_flops,
+        "blog_time_change": blog.wall_time,
+    }
+    return {column: row[column] for column in BLOG_COLUMNS}
+
+
+def write_csv(folder: Path, rows: Sequence[dict[str, object]]) -> Path:
+    """Write `rows` to `folder/blog.csv` (created or replaced in one step); its path."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=BLOG_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / BLOG_CSV
+    atomic_write(path, buffer.getvalue())
+    return path
 
 
 def _spread(values: Sequence[float], fmt: str, scale: float = 1.0, unit: str = "") -> str:
@@ -174,19 +224,39 @@ def _pct(value: float) -> str:
 
 def _misses(blog: BlogRow, ours: dict[str, list[float]]) -> str:
     """The blog's claims and the issue's goals this data set misses, with numbers."""
-    mean = {k: statistics.mean(v) for k, v in ours.items()}
+    mean = {k: statistics.mean(ours[k]) for k in ("delta_acc", "wgrad_flop_change",
+                                                  "step_time_change")}  # fmt: skip
+    delta, wgrad, time = mean["delta_acc"], mean["wgrad_flop_change"], mean["step_time_change"]
     notes = []
-    if abs(mean["delta"]) > ACC_GOAL:
-        notes.append(f"Δacc {mean['delta']:+.3f} outside ±{ACC_GOAL}")
-    if mean["delta"] < blog.svd - blog.baseline:
-        notes.append(f"Δacc {mean['delta']:+.3f} < blog {blog.svd - blog.baseline:+.2f}")
-    if mean["wgrad"] > WGRAD_GOAL:
-        notes.append(f"grad FLOPs {_pct(mean['wgrad'])} > goal {_pct(WGRAD_GOAL)}")
-    if mean["wgrad"] > blog.grad_flops:
-        notes.append(f"grad FLOPs {_pct(mean['wgrad'])} vs blog {_pct(blog.grad_flops)}")
-    if mean["step_time"] > blog.wall_time:
-        notes.append(f"step time {_pct(mean['step_time'])} vs blog {_pct(blog.wall_time)}")
+    if abs(delta) > ACC_GOAL:
+        notes.append(f"Δacc {delta:+.3f} outside ±{ACC_GOAL}")
+    if delta < blog.svd - blog.baseline:
+        notes.append(f"Δacc {delta:+.3f} < blog {blog.svd - blog.baseline:+.2f}")
+    if wgrad > WGRAD_GOAL:
+        notes.append(f"grad FLOPs {_pct(wgrad)} > goal {_pct(WGRAD_GOAL)}")
+    if wgrad > blog.grad_flops:
+        notes.append(f"grad FLOPs {_pct(wgrad)} vs blog {_pct(blog.grad_flops)}")
+    if time > blog.wall_time:
+        notes.append(f"step time {_pct(time)} vs blog {_pct(blog.wall_time)}")
     return "; ".join(notes) or "none"
+
+
+def table_row(blog: BlogRow, rows: Sequence[dict[str, object]]) -> list[str]:
+    """The printed table's row for one data set from its `seed_row`s: means (± std) over seeds."""
+    ours = {c: [float(r[c]) for r in rows] for c in MEASURED}
+    return [
+        blog.label,
+        _spread(ours["baseline_acc"], ".3f"), _spread(ours["svd_acc"], ".3f"),
+        _spread(ours["delta_acc"], "+.3f"),
+        _pct(statistics.mean(ours["wgrad_flop_change"])),
+        _pct(statistics.mean(ours["step_flop_change"])),
+        _spread(ours["step_time_change"], "+.0f", 100, "%"),
+        _pct(statistics.mean(ours["run_flop_change"])),
+        f"{statistics.mean(ours['refits']):.1f}", f"{statistics.mean(ours['error']):.2f}",
+        f"{blog.baseline:.2f} / {blog.svd:.2f} / {_pct(blog.grad_flops)} / "
+        f"{_pct(blog.wall_time)}",
+        _misses(blog, ours),
+    ]  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -195,30 +265,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=1.0, help="gradient-descent rate (default 1)")
     parser.add_argument("--repeats", type=int, default=100, help="timed steps per learner")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help=f"also write the per-seed numbers to DIR/{BLOG_CSV}")  # fmt: skip
     args = parser.parse_args(argv)
     if min(args.seeds, args.repeats, args.threads) < 1 or args.lr <= 0:
         parser.error("--seeds, --repeats and --threads must be >= 1, --lr > 0")
+    if args.out is not None:  # before minutes of work: a folder that cannot be made fails now
+        if args.out.exists() and not args.out.is_dir():
+            parser.error(f"--out {args.out} is a file; give a folder")
+        try:
+            args.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            parser.error(f"--out {args.out} cannot be created ({exc.strerror})")
     torch.set_num_threads(args.threads)
+    rows: list[dict[str, object]] = []
     table = []
     for name, blog in BLOG.items():
         task, data = blog_config(name, args.lr)
-        ours: dict[str, list[float]] = {}
-        for seed in range(args.seeds):
-            for key, value in {**run_pair(task, data, seed),
-                               **step_costs(task, data, seed, args.repeats)}.items():  # fmt: skip
-                ours.setdefault(key, []).append(value)
-        table.append([
-            blog.label,
-            _spread(ours["baseline"], ".3f"), _spread(ours["svd"], ".3f"),
-            _spread(ours["delta"], "+.3f"),
-            _pct(statistics.mean(ours["wgrad"])), _pct(statistics.mean(ours["step_flops"])),
-            _spread(ours["step_time"], "+.0f", 100, "%"),
-            _pct(statistics.mean(ours["run_flops"])),
-            f"{statistics.mean(ours['refits']):.1f}", f"{statistics.mean(ours['error']):.2f}",
-            f"{blog.baseline:.2f} / {blog.svd:.2f} / {_pct(blog.grad_flops)} / "
-            f"{_pct(blog.wall_time)}",
-            _misses(blog, ours),
-        ])  # fmt: skip
+        mine = [seed_row(name, task, data, seed, args.repeats) for seed in range(args.seeds)]
+        rows += mine
+        table.append(table_row(blog, mine))
     print(
         f"{SPEC}, {STEPS} full-batch GD steps at lr {args.lr:g}, seeds 0-{args.seeds - 1}, "
         f"{args.repeats} interleaved timed steps per seed, CPU with {args.threads} thread(s); "
@@ -230,6 +296,11 @@ def main(argv: list[str] | None = None) -> None:
         "blog: base / SVD / grad FLOPs / time", "misses (issue goals, blog figures)",
     ]  # fmt: skip
     print(tabulate(table, headers=headers))
+    if args.out is not None:
+        print(f"wrote {write_csv(args.out, rows)}")
+        if not (args.out / MANIFEST).exists():
+            print(f"note: {args.out} has no {MANIFEST}; `python -m reports` draws {BLOG_CSV} only "
+                  "from a sweep's results folder")  # fmt: skip
 
 
 if __name__ == "__main__":

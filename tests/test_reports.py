@@ -17,6 +17,7 @@ import pytest
 
 from reports import build_reports
 from reports.__main__ import main
+from reports.load import BLOG_COLUMNS
 from runners.results import COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,6 +136,8 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "diagnostics.csv",
         [r for t in tasks for s in (SVD_K1, SVD_K4) for r in _diagnostic_rows(t, s)],
     )
+    blog = dict.fromkeys(BLOG_COLUMNS, 0.5) | {"dataset": "mlp-a", "label": "a", "seed": 0}
+    pd.DataFrame([blog], columns=list(BLOG_COLUMNS)).to_csv(folder / "blog.csv", index=False)
     return folder
 
 
@@ -153,7 +156,7 @@ def _table(path: Path) -> dict[str, dict[str, str]]:
 
 FIGURES = ("accuracy-vs-time", "quality-layers-mlp-x_width_32", "quality-layers-mlp-x_width_64",
            "cosine-vs-k", "accuracy-vs-width", "target-vs-keep", "svd-projection-error",
-           "performance-profile")  # fmt: skip
+           "performance-profile", "blog-table")  # fmt: skip
 
 
 def test_every_table_and_figure_is_written_and_linked(report: Path) -> None:
@@ -231,10 +234,11 @@ def test_absent_data_gives_skip_lines_not_errors(tmp_path: Path) -> None:
     (out / "figures" / "cosine-vs-k.png").write_bytes(b"stale")
     (out / "notes.txt").write_text("mine")
     index = build_reports(folder, out).read_text()
-    assert index.count("**Skipped:**") == 6
+    assert index.count("**Skipped:**") == 7
     assert index.count("**Skipped:** the results hold no quality.csv rows") == 2  # layers, k
     for reason in ("two or more widths", "two or more values of `keep`",
-                   "named `projection_error*`", "only one estimator setting"):  # fmt: skip
+                   "named `projection_error*`", "only one estimator setting",
+                   "the results hold no blog.csv"):  # fmt: skip
         assert reason in index
     figures = sorted(p.name for p in (out / "figures").iterdir())
     assert figures == ["accuracy-vs-time.png", "accuracy-vs-time.svg"]
