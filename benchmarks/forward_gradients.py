@@ -170,22 +170,24 @@ def _created_peak(fn: Callable[[], object]) -> int:
 
 
 def memory_table() -> list[list[Any]]:
-    setups: list[tuple[str, nn.Module, Batch]] = []
+    setups: list[tuple[str, nn.Module, Batch, list[str]]] = []
     data = get_task("mlp-mnist1d").load()
     for depth in (2, 16):
         torch.manual_seed(0)
         model = MLP(40, 10, width=256, depth=depth)
         batch = data.x_train[:MEMORY_BATCH], data.y_train[:MEMORY_BATCH]
-        setups.append((f"MLP depth {depth}, batch {MEMORY_BATCH}", model, batch))
+        # the per-example SVDs of the W-perp guesses (2048 sites x 15 layers) would take minutes
+        specs = ["backprop", "fg-weight", "fg-activity", "fg-wt"]
+        setups.append((f"MLP depth {depth}, batch {MEMORY_BATCH}", model, batch, specs))
     for name in ("mlp-mnist1d", "vit-digits", "bagnet-digits"):
         task = get_task(name)
         torch.manual_seed(0)
-        setups.append((name, task.model(), _batch(task)))
+        setups.append((name, task.model(), _batch(task), ["backprop", *FIVE]))
     rows = []
-    for label, model, batch in setups:
+    for label, model, batch, specs in setups:
         state = sum(p.numel() * p.element_size() for p in model.parameters())
         measured = {}
-        for spec in ["backprop", *FIVE]:
+        for spec in specs:
             est = make_estimator(spec).bind(model, cross_entropy)
             step = partial(est.estimate, batch, torch.Generator().manual_seed(0))
             measured[spec] = (peak_bytes(step, CPU), _created_peak(step))

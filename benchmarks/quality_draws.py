@@ -16,12 +16,22 @@ import statistics
 import torch
 from tabulate import tabulate
 
+from benchmarks.threads import add_threads_flag, apply_threads
 from estimators import Batch, GradientEstimator, make_estimator
-from runners.device import resolve_device, use_available_cores
+from runners.device import resolve_device
 from runners.timing import timed
 from tasks import get_task
 
-DEFAULT = ["fg-weight", "fg-activity", "fg-wt", "fg-wperp", "fg-wperp-ns", "sparse-vjp"]
+DEFAULT = [
+    "fg-weight",
+    "fg-activity",
+    "fg-wt",
+    "fg-wperp-ns",
+    "sparse-vjp",
+    "sparse-vjp:sketch=minvar",
+    "sparse-vjp:sketch=rank",
+    "sparse-vjp:axis=unit",
+]
 
 
 def compare(
@@ -49,8 +59,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--draws", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="auto")
+    add_threads_flag(parser)
     args = parser.parse_args(argv)
-    use_available_cores()
+    apply_threads(args)
     device = resolve_device(args.device)
     rows = []
     for task_name in args.tasks:
