@@ -27,8 +27,9 @@ exact gradient (`runners.quality.quality_by_layer`), per layer and total, and th
 overlap of fg-wperp-ns with fg-wperp's SVD at that checkpoint per guided layer.
 
 ns: at width 512 and batch 512 (mlp-mnist1d:width=512 after 300 backprop steps, seed 0), the
-top-k bases of every example's M = W diag(phi'(s)) at the first hidden layer: fg-wperp's
-batched SVD against fg-wperp-ns (defaults), timed alternately, with their overlap.
+top-k bases of every example's M = W diag(phi'(s)) at the first hidden layer: a batched
+`torch.linalg.svd`, fg-wperp's basis (the same vectors from the Gram eigendecomposition) and
+fg-wperp-ns (defaults), timed alternately, with the overlaps with the SVD's subspace.
 
 draws: R = 64 draws in one `estimate_draws` call against 64 `estimate` calls
 (`benchmarks.quality_draws.compare`).
@@ -255,21 +256,27 @@ def ns_table(repeats: int) -> list[list[Any]]:
         learner.step((data.x_train[idx], data.y_train[idx]), gen)
     factor, slope = _sites(learner.model, data.x_train[:512])["hidden.0"]
     svd, ns = make_estimator("fg-wperp"), make_estimator("fg-wperp-ns")
+    m = factor * slope[:, None, :]
     results: dict[str, Tensor] = {}
     fns = {
-        "svd": lambda: results.__setitem__("svd", svd.basis(factor, slope, gen)),
+        "svd": lambda: results.__setitem__(
+            "svd", torch.linalg.svd(m, full_matrices=False).Vh[:, : ns.k].mT
+        ),
+        "gram": lambda: results.__setitem__("gram", svd.basis(factor, slope, gen)),
         "ns": lambda: results.__setitem__("ns", ns.basis(factor, slope, gen)),
     }
     samples: dict[str, list[float]] = {k: [] for k in fns}
-    ns.basis(factor, slope, gen)
-    svd.basis(factor[:, :64], slope[:8, :64], gen)
+    for fn in fns.values():
+        fn()
+    order = list(fns)
     for i in range(repeats):
-        for k in ("ns", "svd") if i % 2 == 0 else ("svd", "ns"):
+        for k in order if i % 2 == 0 else order[::-1]:
             samples[k].append(timed(fns[k], CPU))
-    t_svd, t_ns = statistics.median(samples["svd"]), statistics.median(samples["ns"])
+    t = {k: statistics.median(v) for k, v in samples.items()}
     share = overlap(results["ns"], results["svd"])
-    return [["hidden.0 (512 x 512)", slope.shape[0], ns.spec, t_svd, t_ns, t_svd / t_ns,
-             share.mean().item(), share.min().item()]]  # fmt: skip
+    return [["hidden.0 (512 x 512)", slope.shape[0], ns.spec, t["svd"], t["gram"], t["ns"],
+             t["svd"] / t["ns"], t["gram"] / t["ns"], share.mean().item(), share.min().item(),
+             overlap(results["gram"], results["svd"]).min().item()]]  # fmt: skip
 
 
 def draws_table(repeats: int) -> list[list[Any]]:
@@ -342,8 +349,9 @@ def main(argv: list[str] | None = None) -> None:
     if "ns" in tables:
         print("\nnewton-schulz vs batched SVD, top-10 bases of 512 examples' M (512 x 512)")
         print(tabulate(ns_table(max(1, args.repeats // 3)), floatfmt=".3g", headers=[
-            "layer", "sites", "estimator", "SVD (s)", "NS (s)", "speed-up", "mean overlap",
-            "min overlap"]))  # fmt: skip
+            "layer", "sites", "estimator", "batched SVD (s)", "fg-wperp Gram eigh (s)", "NS (s)",
+            "SVD / NS", "eigh / NS", "NS mean overlap", "NS min overlap",
+            "eigh min overlap"]))  # fmt: skip
     if "draws" in tables:
         print("\nR = 64 draws: one estimate_draws call against 64 estimate calls")
         print(

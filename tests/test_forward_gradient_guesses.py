@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from estimators import make_estimator
 from estimators.consumers import DERIVATIVES, consumers
-from estimators.fg_wperp import WPerpGuess
+from estimators.fg_wperp import WPerpGuess, top_right_singular
 from estimators.newton_schulz import (
     SCHEDULE_FILE,
     fit_schedule,
@@ -185,3 +185,23 @@ def test_top_subspace_is_exact_when_k_reaches_the_rank() -> None:
     q = top_subspace(weight, slope, 6, 1, shipped_schedule(), gen)
     exact = torch.linalg.svd(weight * slope[:, None, :], full_matrices=False).Vh.mT  # (S, in, 6)
     assert overlap(q, exact).min() > 1 - 1e-9
+
+
+@pytest.mark.parametrize("shape", [(64, 8, 32), (64, 32, 8), (16, 20, 20)])
+def test_gram_eigendecomposition_gives_the_svd_subspace(shape: tuple[int, int, int]) -> None:
+    """fg-wperp's V_k (from the Gram matrix's eigenvectors) spans torch.linalg.svd's top-k right
+    singular subspace with orthonormal columns, for wide, tall and square M (seed 0, float64);
+    a rank-deficient M gets zero columns beyond its rank."""
+    gen = torch.Generator().manual_seed(0)
+    m = torch.randn(shape, generator=gen, dtype=torch.float64)
+    k = 5
+    basis = top_right_singular(m, k)
+    exact = torch.linalg.svd(m, full_matrices=False).Vh[:, :k].mT
+    assert torch.allclose(overlap(basis, exact), torch.ones(shape[0], dtype=torch.float64))
+    eye = torch.eye(k, dtype=torch.float64).expand(shape[0], k, k)
+    assert torch.allclose(basis.mT @ basis, eye, atol=1e-8)
+    low = torch.randn(shape[0], shape[1], 3, generator=gen, dtype=torch.float64)
+    low = low @ torch.randn(shape[0], 3, shape[2], generator=gen, dtype=torch.float64)  # rank 3
+    cols = top_right_singular(low, k).norm(dim=-2)  # (S, k)
+    assert torch.allclose(cols[:, :3], torch.ones(shape[0], 3, dtype=torch.float64))
+    assert cols[:, 3:].abs().max() < 1e-12
