@@ -1,0 +1,107 @@
+"""SIGKILL a sweep at random moments, resume it each time, and compare with an uninterrupted run.
+
+    python -m benchmarks.kill_resume [--kills 10] [--seed 1] [--work DIR]
+
+One uninterrupted sweep (the four tabular tasks, backprop / fg-activity / sparse-vjp, 3 seeds,
+step budgets only, `--seconds 0`) gives the reference and its wall time T. The same sweep is then
+started in a second folder and, once its manifest is written, killed with SIGKILL after a uniform
+random delay in [0, 0.05 T] (seeded); each restart is `--resume`, until `--kills` kills have
+landed while cells were still pending (kills after the last cell are reported, not counted). A
+last `--resume` finishes it. Checked: every cell `done`, every row present once, and every
+column of train.csv, quality.csv and cost.csv equal to the reference apart from the wall-clock
+ones. Prints one line per restart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ["--tasks", "mlp-diabetes", "mlp-synthetic20", "mlp-breast-cancer", "mlp-digits-1vr",
+          "--estimators", "backprop", "fg-activity", "sparse-vjp", "--seeds", "3",
+          "--steps", "100", "--draws", "8", "--seconds", "0", "--no-reports"]  # fmt: skip
+TIMING = ["seconds", "step_seconds", "time_ratio"]  # wall-clock columns differ run to run
+MAX_RESTARTS = 40
+
+
+def _sweep(*args: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "runners.sweep", *args]
+    return subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _manifest(folder: Path) -> dict:
+    path = folder / "manifest.json"
+    return json.loads(path.read_text()) if path.exists() else {"cells": {}}
+
+
+def _mtime(path: Path) -> int:
+    return path.stat().st_mtime_ns if path.exists() else 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.kill_resume", description=__doc__)
+    parser.add_argument("--kills", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--work", type=Path, help="folder for the two results (default: temp)")
+    args = parser.parse_args(argv)
+    work = args.work or Path(tempfile.mkdtemp(prefix="kill-resume-"))
+    whole, broken = work / "whole", work / "broken"
+    start = time.perf_counter()
+    if _sweep(*CONFIG, "--out", str(whole)).wait() != 0:
+        sys.exit("the uninterrupted sweep failed")
+    total = time.perf_counter() - start
+    print(f"uninterrupted run: {total:.1f} s, results in {whole}")
+    rng, kills, restarts = random.Random(args.seed), 0, 0
+    while kills < args.kills and restarts < MAX_RESTARTS:
+        restarts += 1
+        manifest = broken / "manifest.json"
+        before = _mtime(manifest)
+        resume = manifest.exists()
+        proc = (
+            _sweep("--resume", "--out", str(broken))
+            if resume
+            else _sweep(*CONFIG, "--out", str(broken))
+        )
+        while _mtime(manifest) == before and proc.poll() is None:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 0.05 * total))
+        alive = proc.poll() is None
+        if alive:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        cells = _manifest(broken)["cells"]
+        done = sum(c["status"] == "done" for c in cells.values())
+        kills += alive and done < len(cells)
+        how = "killed" if proc.returncode == -signal.SIGKILL else f"exit {proc.returncode}"
+        print(f"restart {restarts}: {how}; cells done {done} / {len(cells)}", flush=True)
+    final = _sweep("--resume", "--out", str(broken))
+    if final.wait() != 0:
+        sys.exit(f"the final resume failed: {final.stderr.read() if final.stderr else ''}")
+    statuses = {c["status"] for c in _manifest(broken)["cells"].values()}
+    print(f"kills: {kills}; final cell statuses: {sorted(statuses)}")
+    for name in ("train.csv", "quality.csv", "cost.csv"):
+        got = pd.read_csv(broken / name).drop(columns=TIMING, errors="ignore")
+        want = pd.read_csv(whole / name).drop(columns=TIMING, errors="ignore")
+        keys = ["cell", "step"] if "step" in got else ["cell", "layer", "checkpoint"]
+        keys = [k for k in keys if k in got]
+        once = not got.duplicated(keys).any()
+        got = got.sort_values(list(got.columns)).reset_index(drop=True)
+        want = want.sort_values(list(want.columns)).reset_index(drop=True)
+        pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-9)
+        print(f"{name}: {len(got)} rows, equal to the uninterrupted run; each row once: {once}")
+
+
+if __name__ == "__main__":
+    main()
