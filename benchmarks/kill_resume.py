@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import signal
 import subprocess
@@ -29,25 +30,53 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ["--tasks", "mlp-diabetes", "mlp-synthetic20", "mlp-breast-cancer", "mlp-digits-1vr",
           "--estimators", "backprop", "fg-activity", "sparse-vjp", "--seeds", "3",
-          "--steps", "100", "--draws", "8", "--seconds", "0", "--no-reports"]  # fmt: skip
+          "--steps", "100", "--draws", "8", "--seconds", "0"]  # fmt: skip
 TIMING = ["seconds", "step_seconds", "time_ratio"]  # wall-clock columns differ run to run
+TABLES = ("train.csv", "quality.csv", "cost.csv")
 MAX_RESTARTS = 40
 
 
-def _sweep(*args: str) -> subprocess.Popen:
-    command = [sys.executable, "-m", "runners.sweep", *args]
+def sweep_process(*args: str) -> subprocess.Popen:
+    """`python -m runners.sweep ARGS --no-reports` in the repository root, started, not awaited."""
+    command = [sys.executable, "-m", "runners.sweep", *args, "--no-reports"]
     return subprocess.Popen(
         command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
 
 
+def start_or_resume(folder: Path, config: list[str]) -> subprocess.Popen:
+    """A new sweep of `config` into `folder`, or `--resume` once it has a manifest."""
+    if (folder / "manifest.json").exists():
+        return sweep_process("--resume", "--out", str(folder))
+    return sweep_process(*config, "--out", str(folder))
+
+
+def mtime(path: Path) -> int:
+    """`path`'s modification time in ns, 0 when it does not exist."""
+    return path.stat().st_mtime_ns if path.exists() else 0
+
+
+def wait_for_write(
+    path: Path, before: int, proc: subprocess.Popen, timeout: float = math.inf
+) -> None:
+    """Until the sweep (re)writes `path` (its mtime leaves `before`), ends, or `timeout` passes."""
+    end = time.monotonic() + timeout
+    while mtime(path) == before and proc.poll() is None and time.monotonic() < end:
+        time.sleep(0.05)
+
+
+def comparable_tables(folder: Path) -> dict[str, pd.DataFrame]:
+    """train/quality/cost tables without their wall-clock columns, rows in a canonical order."""
+    tables = {}
+    for name in TABLES:
+        frame = pd.read_csv(folder / name).drop(columns=TIMING, errors="ignore")
+        tables[name] = frame.sort_values(list(frame.columns)).reset_index(drop=True)
+    return tables
+
+
 def _manifest(folder: Path) -> dict:
     path = folder / "manifest.json"
     return json.loads(path.read_text()) if path.exists() else {"cells": {}}
-
-
-def _mtime(path: Path) -> int:
-    return path.stat().st_mtime_ns if path.exists() else 0
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -59,23 +88,16 @@ def main(argv: list[str] | None = None) -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="kill-resume-"))
     whole, broken = work / "whole", work / "broken"
     start = time.perf_counter()
-    if _sweep(*CONFIG, "--out", str(whole)).wait() != 0:
+    if sweep_process(*CONFIG, "--out", str(whole)).wait() != 0:
         sys.exit("the uninterrupted sweep failed")
     total = time.perf_counter() - start
     print(f"uninterrupted run: {total:.1f} s, results in {whole}")
     rng, kills, restarts = random.Random(args.seed), 0, 0
     while kills < args.kills and restarts < MAX_RESTARTS:
         restarts += 1
-        manifest = broken / "manifest.json"
-        before = _mtime(manifest)
-        resume = manifest.exists()
-        proc = (
-            _sweep("--resume", "--out", str(broken))
-            if resume
-            else _sweep(*CONFIG, "--out", str(broken))
-        )
-        while _mtime(manifest) == before and proc.poll() is None:
-            time.sleep(0.05)
+        before = mtime(broken / "manifest.json")
+        proc = start_or_resume(broken, CONFIG)
+        wait_for_write(broken / "manifest.json", before, proc)
         time.sleep(rng.uniform(0.0, 0.05 * total))
         alive = proc.poll() is None
         if alive:
@@ -86,21 +108,19 @@ def main(argv: list[str] | None = None) -> None:
         kills += alive and done < len(cells)
         how = "killed" if proc.returncode == -signal.SIGKILL else f"exit {proc.returncode}"
         print(f"restart {restarts}: {how}; cells done {done} / {len(cells)}", flush=True)
-    final = _sweep("--resume", "--out", str(broken))
+    final = start_or_resume(broken, CONFIG)
     if final.wait() != 0:
         sys.exit(f"the final resume failed: {final.stderr.read() if final.stderr else ''}")
     statuses = {c["status"] for c in _manifest(broken)["cells"].values()}
     print(f"kills: {kills}; final cell statuses: {sorted(statuses)}")
-    for name in ("train.csv", "quality.csv", "cost.csv"):
-        got = pd.read_csv(broken / name).drop(columns=TIMING, errors="ignore")
-        want = pd.read_csv(whole / name).drop(columns=TIMING, errors="ignore")
-        keys = ["cell", "step"] if "step" in got else ["cell", "layer", "checkpoint"]
-        keys = [k for k in keys if k in got]
-        once = not got.duplicated(keys).any()
-        got = got.sort_values(list(got.columns)).reset_index(drop=True)
-        want = want.sort_values(list(want.columns)).reset_index(drop=True)
-        pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-9)
-        print(f"{name}: {len(got)} rows, equal to the uninterrupted run; each row once: {once}")
+    got, want = comparable_tables(broken), comparable_tables(whole)
+    for name in TABLES:
+        keys = [k for k in ("cell", "step", "layer", "checkpoint") if k in got[name]]
+        once = not got[name].duplicated(keys).any()
+        pd.testing.assert_frame_equal(got[name], want[name], check_exact=False, rtol=1e-9)
+        print(
+            f"{name}: {len(got[name])} rows, equal to the uninterrupted run; each row once: {once}"
+        )
 
 
 if __name__ == "__main__":

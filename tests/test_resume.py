@@ -5,78 +5,47 @@ from __future__ import annotations
 import json
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from benchmarks.kill_resume import (
+    comparable_tables,
+    mtime,
+    start_or_resume,
+    sweep_process,
+    wait_for_write,
+)
 from runners import results
 from runners.sweep import main
 
-ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ["--tasks", "mlp-diabetes", "--estimators", "backprop", "--seeds", "3", "--steps", "20",
           "--seconds", "0",
           "--draws", "4"]  # fmt: skip
-TIMING = ["seconds", "step_seconds", "time_ratio"]  # wall-clock columns differ run to run
-
-
-def _sweep(*args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "runners.sweep", *args, "--no-reports"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-
-
-def _mtime(path: Path) -> float:
-    return path.stat().st_mtime_ns if path.exists() else 0
-
-
-def _wait_for_write(
-    path: Path, before: float, proc: subprocess.Popen, timeout: float = 120
-) -> None:
-    """Until the sweep (re)writes `path`, or ends, or `timeout` seconds pass."""
-    end = time.monotonic() + timeout
-    while _mtime(path) == before and proc.poll() is None and time.monotonic() < end:
-        time.sleep(0.05)
-
-
-def _tables(out: Path) -> dict[str, pd.DataFrame]:
-    tables = {}
-    for file in ("train.csv", "quality.csv", "cost.csv"):
-        df = pd.read_csv(out / file).drop(columns=TIMING, errors="ignore")
-        tables[file] = df.sort_values(list(df.columns)).reset_index(drop=True)
-    return tables
 
 
 def test_killed_and_resumed_sweep_equals_an_uninterrupted_one(tmp_path: Path) -> None:
     """SIGKILL at random moments once under way (seed 0), resume: each cell once, same numbers."""
     whole, broken = tmp_path / "whole", tmp_path / "broken"
-    assert _sweep(*CONFIG, "--out", str(whole)).wait() == 0
+    assert sweep_process(*CONFIG, "--out", str(whole)).wait() == 0
     rng = random.Random(0)
-
-    def start() -> subprocess.Popen:
-        if (broken / "manifest.json").exists():
-            return _sweep("--resume", "--out", str(broken))
-        return _sweep(*CONFIG, "--out", str(broken))
-
     for _ in range(3):
-        before = _mtime(broken / "manifest.json")
-        proc = start()
-        _wait_for_write(broken / "manifest.json", before, proc)  # the sweep is under way
+        before = mtime(broken / "manifest.json")
+        proc = start_or_resume(broken, CONFIG)
+        wait_for_write(broken / "manifest.json", before, proc, timeout=120)  # under way
         time.sleep(rng.uniform(0.0, 2.0))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    final = start()
+    final = start_or_resume(broken, CONFIG)
     assert final.wait() == 0, final.stderr.read() if final.stderr else ""
     manifest = json.loads((broken / "manifest.json").read_text())
     assert {c["status"] for c in manifest["cells"].values()} == {"done"}
     train = pd.read_csv(broken / "train.csv")
     assert set(train["cell"]) == set(k for k in manifest["cells"] if k.startswith("train/"))
     assert train.groupby("cell")["step"].apply(lambda s: s.is_unique).all()
-    ours, theirs = _tables(broken), _tables(whole)
+    ours, theirs = comparable_tables(broken), comparable_tables(whole)
     for file, table in theirs.items():
         pd.testing.assert_frame_equal(ours[file], table, check_exact=False, rtol=1e-9)
 
