@@ -265,14 +265,7 @@ def ns_table(repeats: int) -> list[list[Any]]:
         "gram": lambda: results.__setitem__("gram", svd.basis(factor, slope, gen)),
         "ns": lambda: results.__setitem__("ns", ns.basis(factor, slope, gen)),
     }
-    samples: dict[str, list[float]] = {k: [] for k in fns}
-    for fn in fns.values():
-        fn()
-    order = list(fns)
-    for i in range(repeats):
-        for k in order if i % 2 == 0 else order[::-1]:
-            samples[k].append(timed(fns[k], CPU))
-    t = {k: statistics.median(v) for k, v in samples.items()}
+    t = _interleaved(fns, repeats)
     share = overlap(results["ns"], results["svd"])
     return [["hidden.0 (512 x 512)", slope.shape[0], ns.spec, t["svd"], t["gram"], t["ns"],
              t["svd"] / t["ns"], t["gram"] / t["ns"], share.mean().item(), share.min().item(),
