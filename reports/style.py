@@ -24,6 +24,7 @@ BACKPROP = "backprop"
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
            "#17becf", "#bcbd22", "#7f7f7f")  # fmt: skip
 DPI = 110
+LINE_STYLES = ("-", "--", ":", "-.")  # cycled to tell apart lines of one colour
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 from reports.load import KEYS, Results
 from reports.quality import over_seeds
 from reports.section import Section, skip
-from reports.style import PALETTE, Style, fmt, log_axis, new_figure, save
+from reports.style import LINE_STYLES, PALETTE, Style, fmt, log_axis, new_figure, save
 from reports.sweeps import along_param
 
 TITLE = "Figure: cosine with the true gradient vs subspace rank k"
@@ -27,7 +27,6 @@ SOURCE = (
     "mini-batch gradient; it equals the overlap ||Pg||/||g|| with the rank-k subspace only for "
     "an estimator that returns the projection Pg, and is lower for a randomised one."
 )
-STYLES = ("-", "--", ":", "-.")
 
 
 def build(res: Results, style: Style, out: Path) -> list[Section]:
@@ -49,7 +48,7 @@ def build(res: Results, style: Style, out: Path) -> list[Section]:
         groups = list(rows.groupby(["estimator", "rest"], sort=False))
         for colour, ((est, rest), g) in zip(PALETTE * len(groups), groups, strict=False):
             name = est if rows[rows["estimator"] == est]["rest"].nunique() == 1 else f"{est}:{rest}"
-            for line, checkpoint in zip(STYLES * len(checkpoints), checkpoints, strict=False):
+            for line, checkpoint in zip(LINE_STYLES * len(checkpoints), checkpoints, strict=False):
                 c = g[g["checkpoint"] == checkpoint].sort_values("k")
                 yerr = ((c["cosine"] - c["cosine_lo"]).clip(lower=0),
                         (c["cosine_hi"] - c["cosine"]).clip(lower=0))  # fmt: skip

@@ -17,7 +17,7 @@ from matplotlib.lines import Line2D
 
 from reports.load import KEYS, Results, number, parse_params
 from reports.section import Section, skip
-from reports.style import Style, fmt, new_figure, save
+from reports.style import LINE_STYLES, Style, fmt, new_figure, save
 
 TITLE = "Figure: SVD projection error over training, re-fits marked"
 QUESTION = "Does the low-rank subspace keep tracking the gradient, and when is it re-fitted?"
@@ -28,7 +28,6 @@ SOURCE = (
     "seeds, bands: ± one standard error; dotted: the estimator's `threshold` parameter (a "
     "layer whose error exceeds it at a sentinel step is re-fitted)."
 )
-LINES = ("-", "--", ":", "-.")
 
 
 def build(res: Results, style: Style, out: Path) -> list[Section]:
@@ -52,7 +51,7 @@ def build(res: Results, style: Style, out: Path) -> list[Section]:
             for name, n in g.groupby("name", sort=True):
                 stats = n.groupby("step")["value"].agg(["mean", "sem"])
                 se = stats["sem"].fillna(0)
-                line = LINES[names.index(name) % len(LINES)]
+                line = LINE_STYLES[names.index(name) % len(LINE_STYLES)]
                 ax.plot(stats.index, stats["mean"], color=colour, ls=line, marker=".")
                 ax.fill_between(stats.index, stats["mean"] - se, stats["mean"] + se,
                                 color=colour, alpha=0.15, lw=0)  # fmt: skip
@@ -79,7 +78,7 @@ def build(res: Results, style: Style, out: Path) -> list[Section]:
     keys = list(dict.fromkeys(zip(errors["estimator"], errors["params"], strict=True)))
     legend = {style.label(*k): Line2D([], [], color=style.colour(style.label(*k)), lw=6)
               for k in keys}  # fmt: skip
-    legend |= {name: Line2D([], [], color="black", ls=LINES[i % len(LINES)])
+    legend |= {name: Line2D([], [], color="black", ls=LINE_STYLES[i % len(LINE_STYLES)])
                for i, name in enumerate(names)}  # fmt: skip
     legend |= {f"re-fit threshold {fmt(t)}": Line2D([], [], color="grey", ls=":")
                for t in sorted(thresholds)}  # fmt: skip
