@@ -11,9 +11,13 @@ cost: on mlp-mnist1d (batch 128), vit-digits (batch 64) and the issue's referenc
 (mlp-mnist1d with 4 hidden layers of 1024, batch 128), each estimator's tangent pass alone
 (`tangent_pass`: one forward carrying the tangents, per-example derivatives read) and its whole
 estimate (pass + outer products or direction replay) against a plain forward (model and
-per-example loss, no grad). FLOP ratios from `runners.flops.count_flops`. "subspace share":
-the part of the estimate's CPU time inside the SVD or Newton-Schulz (`fg-subspace` profiler
-range). Goals (issue 4): fg-activity pass <= 2.3x, fg-weight pass <= 3.5x.
+per-example loss, no grad). FLOP ratios from `runners.flops.count_flops`. "noise share": the
+part of the pass's CPU time drawing guesses and directions (`fg-noise` profiler range, i.e.
+`estimators.forward_mode.noise`); "pass less noise" is the pass ratio times one minus that
+share. "subspace share": the part of the estimate's CPU time inside the SVD or Newton-Schulz
+(`fg-subspace` range). The row "torch.func.jvp, weights" is `torch.func.jvp` as-is along
+N(0, I) directions over all parameters drawn in the call, the reference for `fg-weight`'s pass.
+Goals (issue 4): fg-activity pass <= 2.3x, fg-weight pass <= 3.5x.
 
 memory: `runners.memory.peak_bytes` of one estimate on MLPs of depth 2 and 16 (width 256, batch
 2048, so that activations outweigh weights) and on the three tasks, beside backprop's;
@@ -76,6 +80,7 @@ COST_MODELS = [("mlp-mnist1d", None), ("vit-digits", None),
 SKIP = {("mlp-mnist1d:width=1024,depth=4", "fg-wperp")}
 COST_SPECS = ["fg-activity", "fg-activity:noise=rademacher", "fg-weight",
               "fg-weight:noise=rademacher", "fg-wt", "fg-wperp", "fg-wperp-ns"]  # fmt: skip
+JVP = "torch.func.jvp, weights"
 FIVE = ["fg-weight", "fg-activity", "fg-wt", "fg-wperp", "fg-wperp-ns"]
 
 
@@ -108,13 +113,24 @@ def _interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str
     return {k: statistics.median(v) for k, v in samples.items()}
 
 
-def _subspace_share(est: ForwardGradient, batch: Batch) -> float:
-    """Fraction of one estimate's CPU time spent inside the `fg-subspace` profiler range."""
-    gen = torch.Generator().manual_seed(0)
-    with torch.profiler.profile() as prof, torch.profiler.record_function("fg-estimate"):
-        est.estimate(batch, gen)
+def _share(fn: Callable[[], object], inner: str) -> float:
+    """Fraction of one call's CPU time spent inside the profiler range `inner`."""
+    with torch.profiler.profile() as prof, torch.profiler.record_function("fg-call"):
+        fn()
     totals = {e.key: e.cpu_time_total for e in prof.key_averages()}
-    return totals.get("fg-subspace", 0.0) / totals["fg-estimate"]
+    return totals.get(inner, 0.0) / totals["fg-call"]
+
+
+def _jvp_pass(model: nn.Module, batch: Batch, gen: torch.Generator) -> Tensor:
+    """`torch.func.jvp` as-is along N(0, I) directions over all parameters, drawn in the call
+    (as `fg-weight` must, every step): the issue's reference for weight tangents."""
+    params = {k: p.detach() for k, p in model.named_parameters()}
+    directions = {k: torch.randn(p.shape, generator=gen) for k, p in params.items()}
+
+    def loss(p: dict[str, Tensor]) -> Tensor:
+        return cross_entropy(torch.func.functional_call(model, p, (batch[0],)), batch[1]).mean()
+
+    return torch.func.jvp(loss, (params,), (directions,))[1]
 
 
 def cost_table(repeats: int) -> list[list[Any]]:
@@ -136,18 +152,26 @@ def cost_table(repeats: int) -> list[list[Any]]:
             if isinstance(est, ForwardGradient):
                 fns[f"{s} pass"] = partial(est.tangent_pass, batch, 1, gen)
             fns[s] = partial(est.estimate, batch, gen)
+        fns[JVP] = partial(_jvp_pass, model, batch, gen)
         seconds = _interleaved(fns, repeats)
         base_flops = count_flops(forward)
         for s, est in ests.items():
             fg = isinstance(est, ForwardGradient)
+            noise = _share(fns[f"{s} pass"], "fg-noise") if fg else None
             rows.append([
                 spec, len(batch[0]), s,
                 seconds[f"{s} pass"] / seconds["forward"] if fg else None,
+                noise,
+                seconds[f"{s} pass"] * (1 - noise) / seconds["forward"] if fg else None,
                 seconds[s] / seconds["forward"],
                 count_flops(fns[s]) / base_flops,
-                _subspace_share(est, batch) if fg and "wp" in s else None,
+                _share(fns[s], "fg-subspace") if fg and "wp" in s else None,
                 1e3 * seconds["forward"],
             ])  # fmt: skip
+        jvp = seconds[JVP] / seconds["forward"]
+        flops = count_flops(fns[JVP]) / base_flops
+        rows.append([spec, len(batch[0]), JVP, jvp, None, None, None, flops, None,
+                     1e3 * seconds["forward"]])  # fmt: skip
     return rows
 
 
@@ -305,8 +329,8 @@ def main(argv: list[str] | None = None) -> None:
     if "cost" in tables:
         print("cost: time and FLOPs per call, as ratios to a plain forward (model + loss)")
         print(tabulate(cost_table(args.repeats), floatfmt=".3g", headers=[
-            "model", "batch", "estimator", "pass / fwd", "estimate / fwd", "FLOPs / fwd",
-            "subspace share", "fwd (ms)"]))  # fmt: skip
+            "model", "batch", "estimator", "pass / fwd", "noise share", "pass less noise / fwd",
+            "estimate / fwd", "FLOPs / fwd", "subspace share", "fwd (ms)"]))  # fmt: skip
     if "memory" in tables:
         print("\nmemory: peak bytes of one estimate (runners.memory), and created storages only")
         print(tabulate(memory_table(), floatfmt=".3g", headers=[

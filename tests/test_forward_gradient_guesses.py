@@ -160,13 +160,16 @@ def _decaying(sites: int, width: int, decay: float, seed: int) -> tuple[Tensor, 
     return weight, slope
 
 
-def test_newton_schulz_subspace_overlaps_the_svd_subspace_at_the_defaults() -> None:
-    """Mean overlap ||V_k^T Q||_F^2 / k >= 0.9 at k = 10, 2 iterations (the defaults), on 64
-    sites of W diag(mask) with W's singular values 0.9^i (sigma_1 / sigma_10 = 2.6 as in the
-    trained mlp-mnist1d; seed 3); Q has orthonormal columns; guesses stay in span(Q)."""
-    weight, slope = _decaying(64, 64, 0.9, seed=3)
+@pytest.mark.parametrize("decay", [0.9, 0.97])
+def test_newton_schulz_subspace_overlaps_the_svd_subspace_at_the_defaults(decay: float) -> None:
+    """Mean overlap ||V_k^T Q||_F^2 / k >= 0.9 at k = 10, 5 iterations (the defaults), on 64
+    sites of W diag(mask) with W's singular values decay^i (seed 3): 0.9 gives sigma_1 /
+    sigma_10 = 2.6 as in the trained mlp-mnist1d; 0.97 a spectrum as flat at k as the first
+    hidden layer of mlp-mnist1d:width=512 (sigma_11 / sigma_10 = 0.974 there), where 2
+    iterations reach only 0.89. Q has orthonormal columns; guesses stay in span(Q)."""
+    weight, slope = _decaying(64, 64, decay, seed=3)
     est = make_estimator("fg-wperp-ns")
-    assert (est.k, est.iterations) == (10, 2)
+    assert (est.k, est.iterations) == (10, 5)
     q = est.basis(weight, slope, torch.Generator().manual_seed(0))
     exact = WPerpGuess.basis(make_estimator("fg-wperp"), weight, slope, torch.Generator())
     assert overlap(q, exact).mean() >= 0.9
