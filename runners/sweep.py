@@ -33,6 +33,7 @@ from runners.context import Context
 from runners.device import DeviceError, describe, resolve_device, use_available_cores
 from runners.listing import listing
 from runners.presets import PresetError, load_preset
+from runners.progress import Progress
 from runners.summary import summary_table
 from runners.targets import best_rate
 from tasks import Task, TaskError, get_task
@@ -251,13 +252,13 @@ def sweep(args: argparse.Namespace) -> int:
         manifest["cells"].setdefault(cell.key, {"status": "pending"})
     results.write_manifest(out, manifest)
     todo = [c for c in stage1 if c.key not in done]
-    total = sum(c.units(ctx) for c in todo + training if c.key not in done)
-    with tqdm(total=total, unit="unit", dynamic_ncols=True, mininterval=0.5) as bar:
-        ctx.on_step = lambda _: bar.update(1)
-        _run(todo, ctx, out, manifest, bar)
+    with Progress([c for c in todo + training if c.key not in done], ctx) as progress:
+        ctx.on_step = progress.step
+        _run(todo, ctx, out, manifest, progress)
         rates = chosen_rates(config, out)
         manifest["chosen_lr"] = {f"{t}|{s}": lr for (t, s), lr in rates.items()}
-        _run([c for c in second_stage(config, rates) if c.key not in done], ctx, out, manifest, bar)
+        second = [c for c in second_stage(config, rates) if c.key not in done]
+        _run(second, ctx, out, manifest, progress)
     manifest["finished"] = _now()
     results.write_manifest(out, manifest)
     print(summary_table(out))
@@ -269,9 +270,11 @@ def sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(cells: list[Cell], ctx: Context, out: Path, manifest: dict[str, Any], bar: tqdm) -> None:
+def _run(
+    cells: list[Cell], ctx: Context, out: Path, manifest: dict[str, Any], progress: Progress
+) -> None:
     """Run cells, appending each one's rows and status as soon as it finishes."""
-    for cell, outcome in LocalExecutor().map(cells, ctx, lambda c: bar.set_description(c.key)):
+    for cell, outcome in LocalExecutor().map(cells, ctx, progress.start):
         for file, rows in outcome.rows.items():
             if rows:
                 results.append_rows(out, file, rows)
@@ -282,8 +285,7 @@ def _run(cells: list[Cell], ctx: Context, out: Path, manifest: dict[str, Any], b
         results.write_manifest(out, manifest)
         if outcome.error:
             tqdm.write(f"cell {cell.key} failed: {outcome.error}")
-        if cell.measure not in ("train", "tune"):
-            bar.update(cell.units(ctx))
+        progress.finish(cell, outcome.seconds)
 
 
 def main(argv: list[str] | None = None) -> int:

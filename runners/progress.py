@@ -1,0 +1,118 @@
+"""The sweep's progress bar: cells done of all, the cell being run, and the time left.
+
+tqdm's own estimate divides the work left by the recent rate, which fails here: a quality draw,
+a cost repeat and a training step differ in duration by orders of magnitude, and training runs
+that stop at their wall-clock cap never do the steps they were counted for (the `quick` sweep
+was told 34 minutes after 2 and took 9.5). So the bar counts cells, and the time left is the
+sum over the cells still to run of each one's expected seconds:
+- a cell like ones already finished (same measurement, train and tune alike, same task) is
+  expected to take their median seconds per unit of work (`Cell.units`) times its units;
+- with none finished on its task, the median over other tasks (same measurement);
+- a training cell with nothing to go on and a wall-clock cap is expected to take the cap;
+- otherwise no estimate is shown until one cell of its kind has finished.
+The running cell counts for its expected seconds less the time it has already run.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Iterable
+from typing import IO
+
+from tqdm import tqdm
+
+from runners.cells import Cell
+from runners.context import Context
+from tasks import get_task
+
+REFRESH_S = 0.5  # redraw the time left at most this often while a cell runs
+FORMAT = "{desc}|{bar}| {n_fmt}/{total_fmt} cells [{elapsed}{postfix}]"
+
+
+def _kind(cell: Cell) -> str:
+    return "train" if cell.measure in ("train", "tune") else cell.measure
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+
+class Progress:
+    """A cell-counting tqdm bar whose postfix is the estimated time left (see module doc)."""
+
+    def __init__(
+        self,
+        cells: Iterable[Cell],
+        ctx: Context,
+        file: IO[str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.pending = {cell.key: cell for cell in cells}
+        self.ctx, self.clock = ctx, clock
+        self.rates: dict[tuple[str, str], list[float]] = {}  # (kind, task) -> seconds per unit
+        self.current: Cell | None = None
+        self.started = self.drawn = 0.0
+        self.bar = tqdm(total=len(self.pending), unit="cell", dynamic_ncols=True,
+                        bar_format=FORMAT, file=file, mininterval=REFRESH_S)  # fmt: skip
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
+
+    def start(self, cell: Cell) -> None:
+        """`cell` begins now."""
+        self.current, self.started = cell, self.clock()
+        self.bar.set_description_str(cell.key, refresh=False)
+        self._show()
+
+    def step(self, _: int = 0) -> None:
+        """A training step of the running cell ended (redraws the time left now and then)."""
+        if self.clock() - self.drawn >= REFRESH_S:
+            self._show()
+
+    def finish(self, cell: Cell, seconds: float) -> None:
+        """`cell` ended after `seconds` (done or failed)."""
+        units = max(cell.units(self.ctx), 1)
+        self.rates.setdefault((_kind(cell), cell.task), []).append(seconds / units)
+        self.pending.pop(cell.key, None)
+        self.current = None
+        self.bar.update(1)
+        self._show()
+
+    def expected(self, cell: Cell) -> float | None:
+        """Seconds `cell` is expected to take, or None when nothing yet says."""
+        kind, units = _kind(cell), max(cell.units(self.ctx), 1)
+        same = self.rates.get((kind, cell.task))
+        if same:
+            return statistics.median(same) * units
+        other = [r for (k, _), rs in self.rates.items() if k == kind for r in rs]
+        if other:
+            return statistics.median(other) * units
+        if kind == "train":
+            caps = [c for c in (self.ctx.seconds, get_task(cell.task).seconds) if c is not None]
+            return min(caps) if caps else None
+        return None
+
+    def left(self) -> float | None:
+        """Seconds until every pending cell has run, or None when some cell has no estimate."""
+        total = 0.0
+        for key, cell in self.pending.items():
+            seconds = self.expected(cell)
+            if seconds is None:
+                return None
+            running = self.current is not None and key == self.current.key
+            total += max(seconds - (self.clock() - self.started), 0.0) if running else seconds
+        return total
+
+    def _show(self) -> None:
+        self.drawn = self.clock()
+        seconds = self.left()
+        text = "estimating the time left" if seconds is None else f"~{_clock(seconds)} left"
+        self.bar.set_postfix_str(text)
