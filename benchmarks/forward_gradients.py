@@ -1,7 +1,7 @@
 """Forward-gradient estimators: cost, memory, quality after training, Newton-Schulz vs SVD, draws.
 
     python -m benchmarks.forward_gradients [cost|memory|quality|ns|draws ...] [--repeats 7]
-        [--draws 256] [--threads N]
+        [--draws 256] [--threads N] [--device cpu|cuda|auto]
 
 With no sub-command, all five tables are printed. Every timing is a ratio to a baseline measured
 in the same run, interleaved (warm-up first, order alternated, median of `--repeats` samples; a
@@ -61,6 +61,7 @@ from estimators import Batch, make_estimator
 from estimators.consumers import DERIVATIVES, consumers
 from estimators.forward_gradient import ForwardGradient
 from estimators.newton_schulz import overlap
+from runners.device import resolve_device
 from runners.flops import count_flops
 from runners.memory import StoragePeak, peak_bytes
 from runners.quality import quality_by_layer
@@ -90,16 +91,18 @@ def _batch(task: Task, size: int | None = None) -> Batch:
     return data.x_train[:size], data.y_train[:size]
 
 
-def _sample(fn: Callable[[], object]) -> float:
+def _sample(fn: Callable[[], object], device: torch.device) -> float:
     """Seconds per call, averaged over consecutive calls lasting about BLOCK_SECONDS."""
     calls, spent = 0, 0.0
     while spent < BLOCK_SECONDS:
-        spent += timed(fn, CPU)
+        spent += timed(fn, device)
         calls += 1
     return spent / calls
 
 
-def _interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+def _interleaved(
+    fns: dict[str, Callable[[], object]], repeats: int, device: torch.device = CPU
+) -> dict[str, float]:
     """Median seconds per call of each function, sampled in alternating order; a function
     whose samples add up to `SLOW_SECONDS` stops after 3 (seconds-long calls vary little)."""
     for fn in fns.values():
@@ -109,7 +112,7 @@ def _interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str
     for i in range(repeats):
         for k in order if i % 2 == 0 else order[::-1]:
             if len(samples[k]) < 3 or sum(samples[k]) < SLOW_SECONDS:
-                samples[k].append(_sample(fns[k]))
+                samples[k].append(_sample(fns[k], device))
     return {k: statistics.median(v) for k, v in samples.items()}
 
 
@@ -125,7 +128,9 @@ def _jvp_pass(model: nn.Module, batch: Batch, gen: torch.Generator) -> Tensor:
     """`torch.func.jvp` as-is along N(0, I) directions over all parameters, drawn in the call
     (as `fg-weight` must, every step): the issue's reference for weight tangents."""
     params = {k: p.detach() for k, p in model.named_parameters()}
-    directions = {k: torch.randn(p.shape, generator=gen) for k, p in params.items()}
+    directions = {
+        k: torch.randn(p.shape, generator=gen, device=p.device) for k, p in params.items()
+    }
 
     def loss(p: dict[str, Tensor]) -> Tensor:
         return cross_entropy(torch.func.functional_call(model, p, (batch[0],)), batch[1]).mean()
@@ -133,13 +138,14 @@ def _jvp_pass(model: nn.Module, batch: Batch, gen: torch.Generator) -> Tensor:
     return torch.func.jvp(loss, (params,), (directions,))[1]
 
 
-def cost_table(repeats: int) -> list[list[Any]]:
+def cost_table(repeats: int, device: torch.device = CPU) -> list[list[Any]]:
     rows = []
     for spec, size in COST_MODELS:
         task = get_task(spec)
         torch.manual_seed(0)
-        model, batch = task.model(), _batch(task, size)
-        gen = torch.Generator().manual_seed(0)
+        model = task.model().to(device)
+        batch = tuple(t.to(device) for t in _batch(task, size))
+        gen = torch.Generator(device=device).manual_seed(0)
 
         def forward(model: nn.Module = model, batch: Batch = batch) -> Tensor:
             with torch.no_grad():
@@ -153,19 +159,19 @@ def cost_table(repeats: int) -> list[list[Any]]:
                 fns[f"{s} pass"] = partial(est.tangent_pass, batch, 1, gen)
             fns[s] = partial(est.estimate, batch, gen)
         fns[JVP] = partial(_jvp_pass, model, batch, gen)
-        seconds = _interleaved(fns, repeats)
+        seconds = _interleaved(fns, repeats, device)
         base_flops = count_flops(forward)
         for s, est in ests.items():
             fg = isinstance(est, ForwardGradient)
-            noise = _share(fns[f"{s} pass"], "fg-noise") if fg else None
+            noise = _share(fns[f"{s} pass"], "fg-noise") if fg and device == CPU else None
             rows.append([
                 spec, len(batch[0]), s,
                 seconds[f"{s} pass"] / seconds["forward"] if fg else None,
                 noise,
-                seconds[f"{s} pass"] * (1 - noise) / seconds["forward"] if fg else None,
+                seconds[f"{s} pass"] * (1 - noise) / seconds["forward"] if noise else None,
                 seconds[s] / seconds["forward"],
                 count_flops(fns[s]) / base_flops,
-                _share(fns[s], "fg-subspace") if fg and "wp" in s else None,
+                _share(fns[s], "fg-subspace") if fg and "wp" in s and device == CPU else None,
                 1e3 * seconds["forward"],
             ])  # fmt: skip
         jvp = seconds[JVP] / seconds["forward"]
@@ -296,17 +302,17 @@ def ns_table(repeats: int) -> list[list[Any]]:
              overlap(results["gram"], results["svd"]).min().item()]]  # fmt: skip
 
 
-def draws_table(repeats: int) -> list[list[Any]]:
+def draws_table(repeats: int, device: torch.device = CPU) -> list[list[Any]]:
     rows = []
     for name in ("mlp-mnist1d", "vit-digits"):
         task = get_task(name)
-        batch = _batch(task)
+        batch = tuple(t.to(device) for t in _batch(task))
         for spec in FIVE:
             if (name, spec) == ("vit-digits", "fg-wperp"):
                 continue  # 64 single draws with a per-token SVD each: minutes; see the mlp row
             torch.manual_seed(0)
-            est = make_estimator(spec).bind(task.model(), task.loss)
-            single, batched = compare(est, batch, 64, repeats, CPU)
+            est = make_estimator(spec).bind(task.model().to(device), task.loss)
+            single, batched = compare(est, batch, 64, repeats, device)
             rows.append([name, spec, 64, single, batched, single / batched])
     return rows
 
@@ -318,17 +324,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("tables", nargs="*", help=f"any of {', '.join(choices)} (default: all)")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--draws", type=int, default=256)
+    parser.add_argument(
+        "--device", default="cpu", help="cpu, cuda or auto: the cost and draws tables (others: CPU)"
+    )
     add_threads_flag(parser)
     args = parser.parse_args(argv)
     unknown = sorted(set(args.tables) - set(choices))
     if unknown:
         parser.error(f"unknown table {unknown[0]!r}; valid: {', '.join(choices)}")
     threads = apply_threads(args)
-    print(f"CPU, {threads} threads; ratios from one run, interleaved, median of {args.repeats}\n")
+    device = resolve_device(args.device)
+    print(f"CPU, {threads} threads; cost and draws on {device}; ratios from one run, interleaved,"
+          f" median of {args.repeats}\n")  # fmt: skip
     tables = args.tables or choices
     if "cost" in tables:
         print("cost: time and FLOPs per call, as ratios to a plain forward (model + loss)")
-        print(tabulate(cost_table(args.repeats), floatfmt=".3g", headers=[
+        print(tabulate(cost_table(args.repeats, device), floatfmt=".3g", headers=[
             "model", "batch", "estimator", "pass / fwd", "noise share", "pass less noise / fwd",
             "estimate / fwd", "FLOPs / fwd", "subspace share", "fwd (ms)"]))  # fmt: skip
     if "memory" in tables:
@@ -373,7 +384,7 @@ def main(argv: list[str] | None = None) -> None:
         print("\nR = 64 draws: one estimate_draws call against 64 estimate calls")
         print(
             tabulate(
-                draws_table(max(1, args.repeats // 3)),
+                draws_table(max(1, args.repeats // 3), device),
                 floatfmt=".3g",
                 headers=["task", "estimator", "R", "R single (s)", "batched (s)", "speed-up"],
             )

@@ -34,7 +34,7 @@ WARMUP = 3
 REPEATS = 15
 FLOP_STEPS = 10
 MIN_REPEATS = 3
-BUDGET_S = 10.0
+BUDGET_S = 5.0
 
 
 def _until(most: int, least: int, fn: Callable[[int], None]) -> int:

@@ -7,8 +7,9 @@ was told 34 minutes after 2 and took 9.5). So the bar counts cells, and the time
 sum over the cells still to run of each one's expected seconds:
 - a cell like ones already finished (same measurement, train and tune alike, same task) is
   expected to take their median seconds per unit of work (`Cell.units`) times its units;
-- with none finished on its task, the median over other tasks (same measurement);
-- a training cell with nothing to go on and a wall-clock cap is expected to take the cap;
+- else a training cell under a wall-clock cap is expected to take the cap (steps cost 10x more
+  on one task than on another, so other tasks' rates mislead more than the cap does);
+- else the median over other tasks (same measurement);
 - otherwise no estimate is shown until one cell of its kind has finished.
 The running cell counts for its expected seconds less the time it has already run.
 """
@@ -92,13 +93,12 @@ class Progress:
         same = self.rates.get((kind, cell.task))
         if same:
             return statistics.median(same) * units
-        other = [r for (k, _), rs in self.rates.items() if k == kind for r in rs]
-        if other:
-            return statistics.median(other) * units
         if kind == "train":
             caps = [c for c in (self.ctx.seconds, get_task(cell.task).seconds) if c is not None]
-            return min(caps) if caps else None
-        return None
+            if caps:
+                return min(caps)
+        other = [r for (k, _), rs in self.rates.items() if k == kind for r in rs]
+        return statistics.median(other) * units if other else None
 
     def left(self) -> float | None:
         """Seconds until every pending cell has run, or None when some cell has no estimate."""

@@ -39,8 +39,8 @@ def _cells() -> list[Cell]:
 
 def test_time_left_sums_each_pending_cells_expected_seconds() -> None:
     """Quality cells take the median seconds per unit of finished quality cells (same task
-    first, any task otherwise); training cells the training cap until one has finished; the
-    running cell counts for what it has left; the bar ends at all cells."""
+    first, any task otherwise); training cells the cap until one on their task has finished;
+    the running cell counts for what it has left; the bar ends at all cells."""
     clock, out = Clock(), io.StringIO()
     cells = _cells()
     with Progress(cells, _context(seconds=15.0), file=out, clock=clock) as progress:
@@ -58,7 +58,7 @@ def test_time_left_sums_each_pending_cells_expected_seconds() -> None:
         progress.finish(cells[2], 20.0)
         progress.start(cells[3])
         progress.finish(cells[3], 8.0)  # stopped early at its target: 8 s, not the cap
-        assert progress.left() == pytest.approx(8.0 + 8.0)  # vit falls back to other tasks
+        assert progress.left() == pytest.approx(8.0 + 15.0)  # vit: the cap, not mlp's 8 s
         for cell in cells[4:]:
             progress.start(cell)
             progress.finish(cell, 1.0)
@@ -68,7 +68,8 @@ def test_time_left_sums_each_pending_cells_expected_seconds() -> None:
 
 
 def test_without_a_cap_training_waits_for_a_finished_run() -> None:
-    """No cap and no finished training run: no estimate, said as such on the bar."""
+    """No cap and no finished training run: no estimate, said as such on the bar; then other
+    tasks' training rate."""
     clock, out = Clock(), io.StringIO()
     cells = _cells()
     with Progress(cells, _context(seconds=None), file=out, clock=clock) as progress:
