@@ -85,10 +85,10 @@ JVP = "torch.func.jvp, weights"
 FIVE = ["fg-weight", "fg-activity", "fg-wt", "fg-wperp", "fg-wperp-ns"]
 
 
-def _batch(task: Task, size: int | None = None) -> Batch:
+def _batch(task: Task, size: int | None = None, device: torch.device = CPU) -> Batch:
     data = task.load()
     size = size or task.batch_size
-    return data.x_train[:size], data.y_train[:size]
+    return data.x_train[:size].to(device), data.y_train[:size].to(device)
 
 
 def _sample(fn: Callable[[], object], device: torch.device) -> float:
@@ -144,7 +144,7 @@ def cost_table(repeats: int, device: torch.device = CPU) -> list[list[Any]]:
         task = get_task(spec)
         torch.manual_seed(0)
         model = task.model().to(device)
-        batch = tuple(t.to(device) for t in _batch(task, size))
+        batch = _batch(task, size, device)
         gen = torch.Generator(device=device).manual_seed(0)
 
         def forward(model: nn.Module = model, batch: Batch = batch) -> Tensor:
@@ -306,7 +306,7 @@ def draws_table(repeats: int, device: torch.device = CPU) -> list[list[Any]]:
     rows = []
     for name in ("mlp-mnist1d", "vit-digits"):
         task = get_task(name)
-        batch = tuple(t.to(device) for t in _batch(task))
+        batch = _batch(task, device=device)
         for spec in FIVE:
             if (name, spec) == ("vit-digits", "fg-wperp"):
                 continue  # 64 single draws with a per-token SVD each: minutes; see the mlp row
