@@ -1,1 +1,1 @@
-"""Benchmark scripts: each prints a table of ratios measured interleaved in one run."""
+"""The kill/resume harness: SIGKILL a sweep at random moments, resume, compare (tests use it)."""

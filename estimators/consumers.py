@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from estimators.errors import EstimatorError
 from estimators.forward_mode import LAYERS
-from tasks.models.links import ConsumerLink
+from tasks.links import ConsumerLink
 
 
 def _relu(s: Tensor) -> Tensor:

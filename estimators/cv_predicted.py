@@ -108,7 +108,7 @@ class CVPredicted(GradientEstimator):
     f = 3/4, kappa = 1/2, beta = 1 give q = 1/3 and cos* = 0.816. Diagnostics per predict step:
     `alignment` = cos(g_pred(C), g_true(C)) over the trunk, `residual` =
     ||g_true(C) - beta g_pred(C)||^2 / ||g_true(C)||^2, `beta`, and `break_even` at the nominal
-    kappa = 1 - 2f/3 (benchmarks/cv_predicted.py reports it at the measured kappa too).
+    kappa = 1 - 2f/3 (`python -m runners.study cv-predicted` reports it at the measured kappa too).
 
     Cost: warm-up steps as backprop (about 3 forward-pass units). Predict steps: one forward
     pass over B plus a backward pass over C, 1 + 2(1 - f) units (1.5 at f = 3/4, half of

@@ -6,7 +6,8 @@ import torch
 from torch import Tensor, nn
 
 from estimators.forward_gradient import TANGENTS, ForwardGradient, noise_param
-from estimators.forward_mode import LAYERS, Guess, check_layer, noise
+from estimators.forward_mode import LAYERS, Guess, noise
+from estimators.routing import check_plain
 
 
 class ActivityPerturbation(ForwardGradient):
@@ -38,7 +39,7 @@ class ActivityPerturbation(ForwardGradient):
             if isinstance(module, LAYERS) and any(
                 p.requires_grad for p in module.parameters(recurse=False)
             ):
-                check_layer(name, module)
+                check_plain(name, module, "activity perturbation")
                 kinds[name] = "isotropic"
         return kinds
 

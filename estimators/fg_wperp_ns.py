@@ -37,11 +37,11 @@ class WPerpNewtonSchulz(WPerpGuess):
     subspace, not the polynomial, selects the top k).
     Unbiased: no. Its covariance is E_G[Q Q^T], near the projector V_k V_k^T of `fg-wperp` when
     sigma_{k+1} / sigma_k is small; the subspace overlap with the SVD's is reported by the
-    benchmark, not assumed. Default `iterations` = 5: on the first hidden layer of
+    forward-gradients study, not assumed. Default `iterations` = 5: on the first hidden layer of
     mlp-mnist1d:width=512 (sigma_11 / sigma_10 = 0.974) the mean overlap is 0.905-0.926 over
     seven sketches, against 0.87 at 2 and 0.89-0.91 at 3; the trained default MLP reaches 0.9
-    at 2. There it costs 0.49 s against 23.9 s for the batched SVD (`benchmarks.forward_gradients
-    ns`).
+    at 2. There it costs 0.49 s against 23.9 s for the batched SVD (`python -m runners.study
+    forward-gradients:tables=ns`, `fg_ns.csv`).
     Cost: as `fg-activity` plus (1 + 2 x iterations) products of M with k vectors per site and
     guided layer and a few k x k products per Newton-Schulz step: O(S r in k) against the
     SVD's O(S r in min(r, in)).

@@ -83,17 +83,6 @@ def _sign_table(dtype: torch.dtype, device: torch.device) -> Tensor:
     return _SIGN_TABLES[key]
 
 
-def check_layer(name: str, module: nn.Module) -> None:
-    """Refuse layers whose weight estimate `gradients` cannot form."""
-    if isinstance(module, nn.Conv2d) and (
-        module.groups != 1 or module.padding_mode != "zeros" or isinstance(module.padding, str)
-    ):
-        raise EstimatorError(
-            f"layer {name}: activity perturbation supports Conv2d with groups=1, numeric zero "
-            "padding only"
-        )
-
-
 Owners = dict[nn.Module, list[tuple[str, nn.Parameter]]]
 
 

@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from estimators.routing import check_plain, routed
+
 
 class LowRankLinearFn(torch.autograd.Function):
     """y = x W^T + b; backward gives the weight gradient (delta^T (x P)) P^T."""
@@ -103,19 +105,6 @@ class LowRankConv2dFn(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None, None, None, None
 
 
-def unsupported_reason(module: nn.Module) -> str | None:
-    """Why `module` cannot take low-rank weight gradients, or None when it can."""
-    if isinstance(module, nn.Linear):
-        return None
-    if isinstance(module, nn.Conv2d):
-        if module.groups != 1:
-            return f"grouped convolution (groups={module.groups})"
-        if module.padding_mode != "zeros" or isinstance(module.padding, str):
-            return f"padding {module.padding!r} with mode {module.padding_mode!r}"
-        return None
-    return f"{type(module).__name__} is neither Linear nor Conv2d"
-
-
 def _linear_forward(module: nn.Linear, basis: Tensor, x: Tensor) -> Tensor:
     return LowRankLinearFn.apply(x, module.weight, module.bias, basis)
 
@@ -134,18 +123,12 @@ def lowrank_weight_grads(bases: Mapping[nn.Module, Tensor]) -> Iterator[None]:
     through the low-rank Function and is removed on exit, exceptions included.
     """
     for module in bases:
-        reason = unsupported_reason(module)
-        if reason is not None:
-            raise ValueError(f"no low-rank weight gradients for this layer: {reason}")
-        if "forward" in module.__dict__:
-            raise RuntimeError(f"{type(module).__name__} already has an instance-level forward")
-    patched: list[nn.Module] = []
-    try:
-        for module, basis in bases.items():
-            forward = _linear_forward if isinstance(module, nn.Linear) else _conv_forward
-            module.forward = partial(forward, module, basis)
-            patched.append(module)
+        check_plain(type(module).__name__, module, "the low-rank weight gradient")
+    forwards = {
+        module: partial(
+            _linear_forward if isinstance(module, nn.Linear) else _conv_forward, module, basis
+        )
+        for module, basis in bases.items()
+    }
+    with routed(forwards):
         yield
-    finally:
-        for module in patched:
-            del module.forward

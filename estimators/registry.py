@@ -12,6 +12,7 @@ import re
 from typing import TYPE_CHECKING
 
 from estimators.errors import EstimatorError
+from tasks.spec import SpecError, parse_options, split_spec
 
 if TYPE_CHECKING:
     from estimators.base import GradientEstimator
@@ -76,19 +77,16 @@ def load_path(path: str) -> type[GradientEstimator]:
 
 def parse_spec(spec: str) -> tuple[type[GradientEstimator], dict[str, str]]:
     """Split a spec into its class and its raw `key=value` strings."""
-    head, _, rest = spec.partition(":")
+    head, rest = split_spec(spec)
     if "." in head:
-        attr, _, rest = rest.partition(":")
+        attr, rest = split_spec(rest)
         cls = load_path(f"{head}:{attr}")
     else:
         cls = get(head)
-    raw: dict[str, str] = {}
-    for item in filter(None, rest.split(",")):
-        key, eq, value = item.partition("=")
-        if not eq or not key.strip():
-            raise EstimatorError(f"{spec!r}: parameters must be written key=value, got {item!r}")
-        raw[key.strip()] = value.strip()
-    return cls, raw
+    try:
+        return cls, parse_options(rest)
+    except SpecError as exc:
+        raise EstimatorError(f"{spec!r}: parameters {exc}") from None
 
 
 def make_estimator(spec: str) -> GradientEstimator:

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from estimators.errors import EstimatorError
+from estimators.routing import check_plain, routed
 from estimators.sketches import Sketch, put, take
 
 AXES = ("element", "row", "unit")
@@ -214,20 +214,6 @@ class SketchedConv2d(torch.autograd.Function):
         return gx, gw, gb, None, None, None
 
 
-def check_supported(name: str, module: nn.Module) -> None:
-    """Raise `EstimatorError` for a layer the sketched Functions cannot stand in for."""
-    if isinstance(module, nn.Conv2d) and (
-        module.groups != 1 or module.padding_mode != "zeros" or isinstance(module.padding, str)
-    ):
-        raise EstimatorError(
-            f"layer {name}: sketched Conv2d supports groups=1, padding_mode='zeros' and "
-            f"numeric padding; got groups={module.groups}, padding_mode={module.padding_mode!r}, "
-            f"padding={module.padding!r}"
-        )
-    if not isinstance(module, (nn.Linear, nn.Conv2d)):
-        raise EstimatorError(f"layer {name}: only nn.Linear and nn.Conv2d can be sketched")
-
-
 def _linear_forward(module: nn.Linear, plan: Plan, draw: Draw, x: Tensor) -> Tensor:
     rows = x.numel() // x.shape[-1]
     noise = draw(plan.noise_shape((rows, module.out_features)))
@@ -252,14 +238,12 @@ def sketched(layers: Mapping[str, nn.Module], plan: Plan, draw: Draw) -> Iterato
     layer is refused (the outer routing would be lost).
     """
     for name, module in layers.items():
-        check_supported(name, module)
-        if "forward" in module.__dict__:
-            raise RuntimeError(f"layer {name} is already routed (nested `sketched`?)")
-    try:
-        for module in layers.values():
-            kind = _linear_forward if isinstance(module, nn.Linear) else _conv_forward
-            module.forward = partial(kind, module, plan, draw)
+        check_plain(name, module, "the sketched backward")
+    forwards = {
+        module: partial(
+            _linear_forward if isinstance(module, nn.Linear) else _conv_forward, module, plan, draw
+        )
+        for module in layers.values()
+    }
+    with routed(forwards):
         yield
-    finally:
-        for module in layers.values():
-            module.__dict__.pop("forward", None)

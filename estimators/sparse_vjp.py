@@ -11,8 +11,9 @@ from torch import Tensor, nn
 from estimators.base import Batch, Draws, Estimate, GradientEstimator, trainable_parameters
 from estimators.errors import EstimatorError
 from estimators.params import Param
+from estimators.routing import check_plain
 from estimators.sketches import SKETCHES, Sketch
-from estimators.sparse_layers import AXES, Draw, Plan, check_supported, sketched
+from estimators.sparse_layers import AXES, Draw, Plan, sketched
 
 LAYERS = ("all", "hidden")
 PASS_ELEMENTS = 2**25  # `estimate_draws`: draws x sketched-layer output elements per pass
@@ -173,7 +174,7 @@ def sketched_layers(model: nn.Module, which: str) -> dict[str, nn.Module]:
             f"sparse-vjp: the model has no Linear/Conv2d layer to sketch ({which})"
         )
     for name, m in layers.items():
-        check_supported(name, m)
+        check_plain(name, m, "the sketched backward")
     return layers
 
 

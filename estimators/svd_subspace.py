@@ -21,8 +21,9 @@ from torch import Tensor, nn
 from estimators.backprop import Backprop
 from estimators.base import Batch, Estimate, GradientEstimator, PerExampleLoss, trainable_parameters
 from estimators.errors import EstimatorError
-from estimators.lowrank_grad import lowrank_weight_grads, unsupported_reason
+from estimators.lowrank_grad import lowrank_weight_grads
 from estimators.params import Param
+from estimators.routing import unsupported_reason
 
 SMOOTHING = 0.9  # EMA factor of the smoothed loss the stall test reads
 STALL = 1e-3  # the loss stalls when its EMA fell by less than this fraction since the last check

@@ -1,11 +1,12 @@
 """Table and figure: the SVD blog post's toy table beside our reproduction of it.
 
-Reads `blog.csv`, which `python -m runners.blog_table --out DIR` writes into a results folder:
-one row per data set and seed with our numbers (svd-subspace against backprop from the same
-initialisation) and the blog's own figures for that data set. Per data set, three quantities
-are compared: the accuracy change (SVD minus backprop final validation accuracy), the change of
-the first layer's weight-gradient FLOPs, and the change of one gradient computation's time;
-ours as the mean and sample standard deviation over seeds, the blog's as it printed them.
+Reads `blog.csv`, which `python -m runners.study blog-table --out DIR` writes into a results
+folder: one row per data set and seed with our numbers (svd-subspace against backprop from the
+same initialisation) and the blog's own figures for that data set. Per data set, three
+quantities are compared: the accuracy change (SVD minus backprop final validation accuracy),
+the change of the first layer's weight-gradient FLOPs, and the change of one gradient
+computation's time; ours as the mean and sample standard deviation over seeds, the blog's as it
+printed them.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ QUESTION = (
     "its four toy data sets?"
 )
 SOURCE = (
-    "blog.csv (written by `python -m runners.blog_table --out DIR`), every row; ours: mean ± "
+    "blog.csv (written by `python -m runners.study blog-table --out DIR`), every row; ours: mean ± "
     "sample standard deviation over seeds, per `dataset`, of `delta_acc` (svd_acc - "
     "baseline_acc), `wgrad_flop_change` (first layer's weight-gradient FLOPs of a projected step "
     "against a backprop step) and `step_time_change` (median time of one gradient computation, "
@@ -130,8 +131,8 @@ def build(res: Results, style: Style, out: Path) -> list[Section]:
     blog = res.frame(FILE)
     if blog is None:
         return [skip(TITLE, QUESTION, SOURCE,
-                     f"the results hold no {FILE} (write it with `python -m runners.blog_table "
-                     f"--out {res.folder}`)")]  # fmt: skip
+                     f"the results hold no {FILE} (write it with `python -m runners.study "
+                     f"blog-table --out {res.folder}`)")]  # fmt: skip
     rows = compare(blog)
     text = table(rows)
     files = [*_figure(rows, out), f"tables/{NAME}.md"]

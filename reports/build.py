@@ -5,13 +5,31 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from reports import blog, curves, layers, profile, sparse, subspace, svd, tables, widths
+from reports import (
+    blog,
+    curves,
+    cv_predicted,
+    cv_vit_digits,
+    forward_gradients,
+    layers,
+    lowrank_layer,
+    profile,
+    quality_draws,
+    sparse,
+    sparse_vjp_study,
+    sparse_vjp_tradeoff,
+    subspace,
+    svd,
+    tables,
+    widths,
+)
 from reports.index import render
 from reports.load import ReportError, Results, load_results
 from reports.section import Section
 from reports.style import BACKPROP, Style
 
 Builder = Callable[[Results, Style, Path], list[Section]]
+# Sections over the sweep's tables (and the blog table), each built or skipped with a reason.
 BUILDERS: tuple[Builder, ...] = (
     tables.build,
     curves.build,
@@ -22,6 +40,17 @@ BUILDERS: tuple[Builder, ...] = (
     svd.build,
     blog.build,
     profile.build,
+)
+# Sections over the studies' tables (`fg_*.csv`, ...), built only where one of them is.
+STUDY_BUILDERS: tuple[tuple[str, Builder], ...] = (
+    ("fg_", forward_gradients.build),
+    ("quality_draws.", quality_draws.build),
+    ("cv_predicted_", cv_predicted.build),
+    ("cv_vit_digits_", cv_vit_digits.build),
+    ("sparse_vjp_tradeoff.", sparse_vjp_tradeoff.build),
+    ("sparse_vjp_cost.", sparse_vjp_study.build),
+    ("sparse_vjp_variance.", sparse_vjp_study.build),
+    ("lowrank_layer.", lowrank_layer.build),
 )
 GENERATED = ("index.md", "figures/*.png", "figures/*.svg", "tables/*.md")
 
@@ -56,7 +85,11 @@ def build_reports(results: Path, out: Path | None = None) -> Path:
         for old in out.glob(pattern):
             old.unlink()
     style = style_of(res)
-    sections = [section for build in BUILDERS for section in build(res, style, out)]
+    builders = [*BUILDERS]
+    for prefix, build in STUDY_BUILDERS:
+        if any(f.startswith(prefix) for f in res.others) and build not in builders:
+            builders.append(build)
+    sections = [section for build in builders for section in build(res, style, out)]
     index = out / "index.md"
     index.write_text(render(res, style, sections))
     return index

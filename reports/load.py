@@ -1,8 +1,9 @@
 """Reading a results folder (docs/protocol.md) for the reports: its tidy CSVs and manifest.
 
-Only the files the sweep writes, and `blog.csv` (`python -m runners.blog_table --out DIR`), are
-read; nothing is re-run. A missing or foreign folder, a corrupt manifest or a CSV whose header is
-not the protocol's is a `ReportError` (one line).
+Only the files the sweep writes, and the studies' tables (`STUDY_COLUMNS`, e.g. `blog.csv` from
+`python -m runners.study blog-table --out DIR`), are read; nothing is re-run. A missing or
+foreign folder, a corrupt manifest or a CSV whose header is not the protocol's is a
+`ReportError` (one line).
 """
 
 from __future__ import annotations
@@ -15,16 +16,9 @@ from typing import Any
 
 import pandas as pd
 
-from runners.results import COLUMNS, MANIFEST
+from measurements.schema import COLUMNS, MANIFEST, STUDY_COLUMNS
 
 KEYS = ["task", "estimator", "params"]
-# Tables beside the sweep's that are not one row per task and estimator setting: their columns.
-BLOG_COLUMNS: tuple[str, ...] = (
-    "dataset", "label", "seed", "lr", "baseline_acc", "svd_acc", "delta_acc", "wgrad_flop_change",
-    "step_flop_change", "step_time_change", "run_flop_change", "refits", "error",
-    "blog_baseline_acc", "blog_svd_acc", "blog_grad_flop_change", "blog_time_change",
-)  # fmt: skip
-OTHER_COLUMNS: dict[str, tuple[str, ...]] = {"blog.csv": BLOG_COLUMNS}
 
 
 class ReportError(ValueError):
@@ -36,7 +30,7 @@ class Results:
     """A results folder in memory: the manifest and every non-empty tidy table.
 
     frames: the sweep's tables (`COLUMNS`), each with task, estimator and params columns.
-    others: the other tables present (`OTHER_COLUMNS`, e.g. blog.csv), keyed otherwise.
+    others: the other tables present (`STUDY_COLUMNS`, e.g. blog.csv), keyed otherwise.
     """
 
     folder: Path
@@ -81,7 +75,7 @@ def load_results(folder: Path) -> Results:
     if not isinstance(manifest, dict) or "config" not in manifest:
         raise ReportError(f"{path} is corrupt: it lacks 'config'")
     frames, others = {}, {}
-    for tables, known in ((frames, COLUMNS), (others, OTHER_COLUMNS)):
+    for tables, known in ((frames, COLUMNS), (others, STUDY_COLUMNS)):
         for file, columns in known.items():
             df = _read_csv(folder / file, columns)
             if df is not None and len(df):
@@ -102,18 +96,6 @@ def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame | None:
     if tuple(df.columns) != columns:
         raise ReportError(f"{path} is corrupt: its header is not {columns}")
     return df
-
-
-def parse_params(params: str) -> dict[str, str]:
-    """`"k=10,tangents=1"` -> {"k": "10", "tangents": "1"}; `"-"` -> {}."""
-    if params in ("-", ""):
-        return {}
-    return dict(item.partition("=")[::2] for item in params.split(","))
-
-
-def join_params(params: dict[str, str]) -> str:
-    """Inverse of `parse_params`."""
-    return ",".join(f"{k}={v}" for k, v in params.items()) or "-"
 
 
 def number(text: str) -> float:

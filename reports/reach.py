@@ -11,8 +11,8 @@ import statistics
 
 import pandas as pd
 
+from measurements.schema import final_accuracy, to_target
 from reports.load import KEYS, Results
-from runners.targets import final_accuracy, to_target
 
 RUN = [*KEYS, "seed"]
 

@@ -4,6 +4,7 @@ the files it wrote and its findings, or why it was skipped."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -29,3 +30,11 @@ class Section:
 def skip(title: str, question: str, source: str, reason: str) -> Section:
     """A section whose data is absent: a line in the index saying why, never an error."""
     return Section(title, question, source, skipped=reason)
+
+
+def write_table(out: Path, name: str, title: str, source: str, text: str) -> str:
+    """Write a section's table to `tables/<name>.md` under `out`; its path relative to `out`."""
+    path = f"tables/{name}.md"
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    (out / path).write_text(f"# {title.removeprefix('Table: ')}\n\nSource: {source}\n\n{text}\n")
+    return path

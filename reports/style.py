@@ -18,7 +18,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from reports.load import parse_params
+from tasks.spec import parse_options
 
 BACKPROP = "backprop"
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
@@ -44,10 +44,10 @@ class Style:
         keys = list(dict.fromkeys(keys))
         settings: dict[str, list[dict[str, str]]] = {}
         for est, params in keys:
-            settings.setdefault(est, []).append(parse_params(params))
+            settings.setdefault(est, []).append(parse_options(params))
         labels = {}
         for est, params in keys:
-            values = parse_params(params)
+            values = parse_options(params)
             varying = [k for k in values if len({str(s.get(k)) for s in settings[est]}) > 1]
             shown = ",".join(f"{k}={values[k]}" for k in varying)
             labels[(est, params)] = f"{est}:{shown}" if shown else est

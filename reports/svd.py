@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 from matplotlib.lines import Line2D
 
-from reports.load import KEYS, Results, number, parse_params
+from reports.load import KEYS, Results, number
 from reports.section import Section, skip
 from reports.style import LINE_STYLES, Style, fmt, new_figure, save
+from tasks.spec import parse_options
 
 TITLE = "Figure: SVD projection error over training, re-fits marked"
 QUESTION = "Does the low-rank subspace keep tracking the gradient, and when is it re-fitted?"
@@ -55,7 +56,7 @@ def build(res: Results, style: Style, out: Path) -> list[Section]:
                 ax.plot(stats.index, stats["mean"], color=colour, ls=line, marker=".")
                 ax.fill_between(stats.index, stats["mean"] - se, stats["mean"] + se,
                                 color=colour, alpha=0.15, lw=0)  # fmt: skip
-            threshold = number(parse_params(params).get("threshold", "nan"))
+            threshold = number(parse_options(params).get("threshold", "nan"))
             if math.isfinite(threshold):
                 thresholds.add(threshold)
                 ax.axhline(threshold, color="grey", ls=":", lw=1)

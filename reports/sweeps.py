@@ -5,29 +5,30 @@ from __future__ import annotations
 
 import pandas as pd
 
-from reports.load import join_params, number, parse_params
+from reports.load import number
+from tasks.spec import format_options, parse_options, split_spec
 
 
 def split_task(task: str) -> tuple[str, dict[str, str]]:
     """`mlp-mnist1d:width=512` -> ("mlp-mnist1d", {"width": "512"})."""
-    base, _, options = task.partition(":")
-    return base, parse_params(options)
+    base, options = split_spec(task)
+    return base, parse_options(options)
 
 
 def _task_name(base: str, options: dict[str, str]) -> str:
-    return f"{base}:{join_params(options)}" if options else base
+    return f"{base}:{format_options(options)}" if options else base
 
 
 def along_param(df: pd.DataFrame, name: str) -> pd.DataFrame:
     """Rows whose `params` set `name`, with a numeric column `name` and `rest` (the other
     parameters); only groups (task, estimator, rest) holding at least two values of `name`."""
-    parsed = df["params"].map(parse_params)
+    parsed = df["params"].map(parse_options)
     rows = df[parsed.map(lambda p: name in p)].copy()
     if rows.empty:
         return rows.assign(**{name: [], "rest": []})
     parsed = parsed[rows.index]
     rows[name] = parsed.map(lambda p: number(p[name]))
-    rows["rest"] = parsed.map(lambda p: join_params({k: v for k, v in p.items() if k != name}))
+    rows["rest"] = parsed.map(lambda p: format_options({k: v for k, v in p.items() if k != name}))
     values = rows.groupby(["task", "estimator", "rest"])[name].transform("nunique")
     return rows[values >= 2]
 

@@ -17,8 +17,8 @@ from tabulate import tabulate
 from tqdm import tqdm
 
 from estimators import make_estimator
-from runners.device import resolve_device, use_available_cores
-from runners.train import Run, train
+from measurements.device import resolve_device, use_available_cores
+from measurements.train import Run, train
 from tasks import TASKS, get_task
 
 

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from estimators import make_estimator
-from runners.context import Context
-from runners.measure_cost import FLOP_STEPS, REPEATS, WARMUP, measure_cost
-from runners.measure_quality import WORK_BATCHES, measure_quality
-from runners.train import Run, train
+from measurements.context import Context
+from measurements.cost import FLOP_STEPS, measure_cost
+from measurements.quality import WORK_BATCHES, measure_quality
+from measurements.timing import REPEATS, WARMUP
+from measurements.train import Run, train
 from tasks import get_task
 
 MEASUREMENTS = ("train", "quality", "cost")
@@ -46,7 +47,7 @@ class Cell:
     def units(self, ctx: Context) -> int:
         """Rough work in estimator calls, for the progress bar's estimate of the time left."""
         if self.measure in ("train", "tune"):
-            return ctx.steps_for(get_task(self.task))
+            return ctx.budget(get_task(self.task)).steps
         if self.measure == "quality":
             return 3 * (ctx.draws * 2 + WORK_BATCHES)
         return 2 * (WARMUP + FLOP_STEPS + REPEATS + 1)

@@ -23,8 +23,8 @@ from typing import IO
 
 from tqdm import tqdm
 
+from measurements.context import Context
 from runners.cells import Cell
-from runners.context import Context
 from tasks import get_task
 
 REFRESH_S = 0.5  # redraw the time left at most this often while a cell runs
@@ -94,9 +94,9 @@ class Progress:
         if same:
             return statistics.median(same) * units
         if kind == "train":
-            caps = [c for c in (self.ctx.seconds, get_task(cell.task).seconds) if c is not None]
-            if caps:
-                return min(caps)
+            cap = self.ctx.budget(get_task(cell.task)).seconds
+            if cap is not None:
+                return cap
         other = [r for (k, _), rs in self.rates.items() if k == kind for r in rs]
         return statistics.median(other) * units if other else None
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 import argparse
 import datetime
 import platform
+import subprocess
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, astuple, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,21 +27,20 @@ import torchvision
 from tqdm import tqdm
 
 from estimators import EstimatorError, make_estimator
-from reports import ReportError, build_reports
-from runners import results
+from measurements import store as results
+from measurements.budget import budget
+from measurements.context import Context
+from measurements.device import DeviceError, describe, resolve_device, use_available_cores
+from measurements.schema import best_rate
 from runners.cells import MEASUREMENTS, TUNE_SEED, Cell, LocalExecutor
-from runners.context import Context
-from runners.device import DeviceError, describe, resolve_device, use_available_cores
 from runners.listing import listing
 from runners.presets import PresetError, load_preset
 from runners.progress import Progress
-from runners.summary import summary_table
-from runners.targets import best_rate
 from tasks import Task, TaskError, get_task
 from tasks.data import DataSource
 
 USER_ERRORS = (
-    EstimatorError, TaskError, PresetError, DeviceError, results.ResultsError, ReportError,
+    EstimatorError, TaskError, PresetError, DeviceError, results.ResultsError,
 )  # fmt: skip
 SELECTION = ("preset", "tasks", "estimators", "seeds", "measure", "steps", "seconds", "draws")
 
@@ -161,7 +161,7 @@ def chosen_rates(config: SweepConfig, out: Path) -> dict[tuple[str, str], float 
     for task in config.tasks:
         for spec in config.estimators:
             runs = {
-                float(lr): rows.to_dict("records")
+                float(str(lr)): rows.to_dict("records")
                 for lr, rows in tuning[
                     tuning["cell"].str.startswith(f"tune/{task}/{spec}/lr=")
                 ].groupby("lr")
@@ -185,14 +185,15 @@ def environment(device: torch.device, threads: int) -> dict[str, Any]:
 
 def task_record(task: Task, config: SweepConfig, n_train: int) -> dict[str, Any]:
     """What the manifest says of a task: size, data, target and the budget actually used."""
+    steps, seconds = astuple(budget(task, config.steps, config.seconds))
     return {
         "n_params": task.n_params,
         "dataset": task.dataset,
         "n_train": n_train,
         "target_acc": task.target_acc,
         "target_note": task.target_note,
-        "steps": config.steps or task.steps,
-        "seconds": config.seconds or task.seconds,
+        "steps": steps,
+        "seconds": seconds,
         "batch_size": task.batch_size,
         "lr": task.lr,
     }
@@ -211,7 +212,7 @@ def _open(args: argparse.Namespace) -> tuple[SweepConfig, Path, dict[str, Any], 
         out = args.out or Path("results") / "quick"
         manifest = results.open_existing(out)
         try:
-            stored = {
+            stored: dict[str, Any] = {
                 k: tuple(v) if isinstance(v, list) else v for k, v in manifest["config"].items()
             }
             config = SweepConfig(**stored).validated()
@@ -261,12 +262,16 @@ def sweep(args: argparse.Namespace) -> int:
         _run(second, ctx, out, manifest, progress)
     manifest["finished"] = _now()
     results.write_manifest(out, manifest)
-    print(summary_table(out))
     failed = sum(c["status"] == "failed" for c in manifest["cells"].values())
+    report = [sys.executable, "-m", "reports", "--results", str(out), "--summary"]
+    if not args.no_reports:  # the report is built by its own process: runners never import it
+        sys.stdout.flush()
+        if subprocess.run(report).returncode != 0:
+            raise results.ResultsError(f"the report of {out} could not be built (see above)")
     print(f"\nresults: {out}  ({len(manifest['cells']) - failed} cells done, {failed} failed;"
           f" {len(training)} training runs)")  # fmt: skip
-    if not args.no_reports:
-        print(f"report: {build_reports(out)}")
+    if args.no_reports:
+        print(f"table and report: python -m reports --results {out} --summary")
     return 0
 
 

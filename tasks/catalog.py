@@ -18,6 +18,7 @@ from torch import nn
 
 from tasks.errors import TaskError
 from tasks.models import MLP, BagNet, ViT
+from tasks.spec import SpecError, format_options, parse_options, split_spec
 from tasks.task import Task
 
 _ADAM_GRID = (3e-4, 1e-3, 3e-3)
@@ -169,7 +170,7 @@ def get_task(spec: str) -> Task:
     Options are keyword arguments of the task's model (`MLP`, `BagNet` or `ViT`), so one task
     runs at several widths or depths; the resulting task is named by its canonical spec.
     """
-    name, _, rest = spec.partition(":")
+    name, rest = split_spec(spec)
     if name not in TASKS:
         raise TaskError(f"unknown task {name!r}; valid: {', '.join(TASKS)}")
     task = TASKS[name]
@@ -178,13 +179,18 @@ def get_task(spec: str) -> Task:
     factory = task.model
     options = [p.name for p in inspect.signature(factory).parameters.values()
                if p.kind is p.KEYWORD_ONLY]  # fmt: skip
+    try:
+        given = parse_options(rest)
+    except SpecError as exc:
+        raise TaskError(f"{name}: model options {exc}; valid: {', '.join(options)}") from None
     overrides: dict[str, int | float | str] = {}
-    for item in rest.split(","):
-        key, eq, text = item.partition("=")
-        if not eq or key not in options:
-            raise TaskError(f"{name}: unknown model option {item!r}; valid: {', '.join(options)}")
+    for key, text in given.items():
+        if key not in options:
+            raise TaskError(
+                f"{name}: unknown model option {f'{key}={text}'!r}; valid: {', '.join(options)}"
+            )
         overrides[key] = _number(text)
-    canonical = f"{name}:" + ",".join(f"{k}={v}" for k, v in sorted(overrides.items()))
+    canonical = f"{name}:" + format_options(dict(sorted(overrides.items())))
     variant = replace(task, name=canonical, model=partial(factory, **overrides))
     try:
         if variant.n_params < 1:  # builds the model once, on the meta device, to check options

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from estimators import registry
-from runners.device import use_available_cores
+from measurements.device import use_available_cores
 
 use_available_cores()
 

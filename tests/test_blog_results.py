@@ -1,4 +1,5 @@
-"""`blog.csv`: written by `python -m runners.blog_table --out DIR`, drawn by `reports/blog.py`.
+"""`blog.csv`: written by `python -m runners.study blog-table --out DIR`, drawn by
+`reports/blog.py`.
 
 The report checks use a results folder the test writes, with numbers chosen so that the table's
 means and standard deviations can be worked out by hand (see the comments at each check).
@@ -6,25 +7,31 @@ means and standard deviations can be worked out by hand (see the comments at eac
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
+from measurements.schema import BLOG_COLUMNS
+from measurements.studies import blog_table
+from measurements.studies.blog_table import BLOG
+from measurements.study import StudyError
 from reports import ReportError, build_reports
-from reports.load import BLOG_COLUMNS
-from runners import blog_table
-from runners.blog_table import BLOG
+from runners import study
 
 ACCURACIES = ("baseline_acc", "svd_acc", "blog_baseline_acc", "blog_svd_acc")
+CPU = torch.device("cpu")
 
 
 def _manifest(folder: Path) -> None:
     """The least `manifest.json` a results folder needs: a configuration, no cells."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "manifest.json").write_text(json.dumps({"config": {"preset": "test", "tasks": []}}))
+    manifest = {"config": {"preset": "test", "tasks": []}, "cells": {}}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
 
 
 def _row(dataset: str, seed: int, delta: float, wgrad: float, time: float) -> dict[str, object]:
@@ -51,7 +58,9 @@ def test_blog_table_writes_one_row_per_data_set_and_seed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "new" / "results"  # made by the runner
-    blog_table.main(["--seeds", "1", "--repeats", "3", "--out", str(out)])
+    assert study.run("blog-table:seeds=1,repeats=3,warmup=1", out, CPU, smoke=False) == {
+        "blog.csv": len(BLOG)
+    }
     printed = capsys.readouterr().out
     df = pd.read_csv(out / "blog.csv", keep_default_na=False, na_values=["nan"])
     assert tuple(df.columns) == BLOG_COLUMNS
@@ -66,20 +75,37 @@ def test_blog_table_writes_one_row_per_data_set_and_seed(
         assert row["blog_grad_flop_change"] == blog.grad_flops
         assert row["blog_time_change"] == blog.wall_time
         assert -1 < row["wgrad_flop_change"] < 0  # the projected first layer is cheaper
-    assert f"wrote {out / 'blog.csv'}" in printed
-    assert "has no manifest.json" in printed
-    assert sorted(p.name for p in out.iterdir()) == ["blog.csv"]  # no temporary file left
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["studies"]["blog-table"]["spec"].startswith("blog-table:seeds=1,")
+    assert sorted(p.name for p in out.iterdir()) == ["blog.csv", "manifest.json"]  # no .tmp
 
 
-def test_blog_csv_joins_a_results_folder_and_replaces_an_old_one(tmp_path: Path) -> None:
+def test_blog_csv_joins_a_results_folder_and_replaces_an_old_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _manifest(tmp_path)
-    manifest = (tmp_path / "manifest.json").read_text()
+    config = json.loads((tmp_path / "manifest.json").read_text())["config"]
     (tmp_path / "blog.csv").write_text("stale\n")
-    blog_table.write_csv(tmp_path, [_row("mlp-a", 0, 0.01, -0.7, -0.1)])
-    assert (tmp_path / "manifest.json").read_text() == manifest
+    rows = {"blog.csv": [_row("mlp-a", 0, 0.01, -0.7, -0.1)]}
+    fake = dataclasses.replace(blog_table.STUDY, measure=lambda s, d: rows)
+    monkeypatch.setattr(blog_table, "STUDY", fake)
+    study.run("blog-table", tmp_path, CPU, smoke=True)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["config"] == config and manifest["studies"]["blog-table"]["smoke"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blog.csv", "manifest.json"]
     df = pd.read_csv(tmp_path / "blog.csv")
     assert tuple(df.columns) == BLOG_COLUMNS and df["label"].tolist() == ["mlp-a, toy"]
+
+
+@pytest.mark.parametrize(
+    "options", ["seeds=0", "lr=0", "datasets=mlp-nope", "datasets=mlp-diabetes+mlp-x"]
+)
+def test_bad_settings_are_a_study_error(options: str) -> None:
+    with pytest.raises(StudyError, match="blog-table"):
+        blog_table.STUDY.configure(options)
+    assert blog_table.STUDY.configure("datasets=mlp-diabetes+mlp-digits-1vr").datasets == (
+        "mlp-diabetes", "mlp-digits-1vr"
+    )  # fmt: skip
 
 
 def test_blog_section_holds_the_hand_computed_numbers(tmp_path: Path) -> None:
@@ -122,7 +148,7 @@ def test_blog_section_holds_the_hand_computed_numbers(tmp_path: Path) -> None:
 def test_without_blog_csv_the_section_is_skipped_with_its_reason(tmp_path: Path) -> None:
     _manifest(tmp_path / "results")
     text = build_reports(tmp_path / "results", tmp_path / "report").read_text()
-    reason = "the results hold no blog.csv (write it with `python -m runners.blog_table --out"
+    reason = "the results hold no blog.csv (write it with `python -m runners.study blog-table --out"
     assert f"Figure: the SVD blog post's table beside ours: skipped ({reason}" in text
     assert f"**Skipped:** {reason}" in text
     assert not (tmp_path / "report" / "figures" / "blog-table.png").exists()

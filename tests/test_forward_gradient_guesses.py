@@ -126,7 +126,7 @@ def test_conv_site_matrix_is_the_jacobian_block_and_its_factor_keeps_the_gram() 
 
 
 def _link(producer: str, consumer: str) -> object:
-    from tasks.models.links import ConsumerLink
+    from tasks.links import ConsumerLink
 
     return ConsumerLink(producer, consumer, "relu")
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from estimators import Batch, Estimate, GradientEstimator, make_estimator
+from measurements.context import Context
 from runners.cells import Cell, run_cell
-from runners.context import Context
 from runners.sweep import main
 from tasks.data import DataSource
 

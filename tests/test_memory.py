@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from estimators import make_estimator
-from runners.memory import peak_bytes
+from measurements.memory import peak_bytes
 from tasks.models import MLP
 from tasks.task import cross_entropy
 

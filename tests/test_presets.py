@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from estimators import make_estimator, registry
+from measurements.train import Learner
 from runners.presets import grid_specs, load_preset, preset_names
 from runners.sweep import main
-from runners.train import Learner
 from tasks import get_task
 from tasks.data.splits import DataSource
 from tests.stand_in_data import write_all

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from measurements.context import Context
 from runners.cells import Cell
-from runners.context import Context
 from runners.progress import Progress
 from tasks.data import DataSource
 

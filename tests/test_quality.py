@@ -13,7 +13,7 @@ import math
 import pytest
 import torch
 
-from runners.quality import layer_of, quality_by_layer, statistics
+from measurements.gradient_stats import layer_of, quality_by_layer, statistics
 
 
 def _synthetic(bias_scale: float, noise: float, r: int = 4000, d: int = 50):

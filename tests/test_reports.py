@@ -15,10 +15,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from measurements.schema import BLOG_COLUMNS, COLUMNS
 from reports import build_reports
 from reports.__main__ import main
-from reports.load import BLOG_COLUMNS
-from runners.results import COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
 NARROW, WIDE = "mlp-x:width=32", "mlp-x:width=64"

@@ -18,7 +18,7 @@ from benchmarks.kill_resume import (
     sweep_process,
     wait_for_write,
 )
-from runners import results
+from measurements import store as results
 from runners.sweep import main
 
 CONFIG = ["--tasks", "mlp-diabetes", "--estimators", "backprop", "--seeds", "3", "--steps", "20",

@@ -24,7 +24,7 @@ from estimators import EstimatorError, make_estimator
 from estimators.sketches import Sketch, keep_minvar, keep_uniform, minvar_probabilities
 from estimators.sparse_layers import Plan, sketched
 from estimators.sparse_vjp import SparseVJP
-from runners.flops import count_flops
+from measurements.flops import count_flops
 from tasks.models import MLP, BagNet, ViT
 from tasks.task import cross_entropy
 
@@ -303,5 +303,5 @@ def test_layer_choice_and_invalid_settings() -> None:
     with pytest.raises(EstimatorError, match="axis=element is undefined"):
         make_estimator("sparse-vjp:sketch=rank,axis=element")
     grouped = nn.Sequential(nn.Conv2d(4, 4, 3, groups=2))
-    with pytest.raises(EstimatorError, match="groups=1"):
+    with pytest.raises(EstimatorError, match="plain Linear/Conv2d only: grouped convolution"):
         SparseVJP().bind(grouped, cross_entropy)

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from estimators import Estimate, EstimatorError, make_estimator, trainable_parameters
 from estimators.lowrank_grad import LowRankConv2dFn, lowrank_weight_grads
 from estimators.svd_subspace import SvdSubspace, fit_basis, project, scoped_layers
-from runners.blog_table import blog_config, run_pair, step_flops
+from measurements.studies.blog_table import blog_config, run_pair, step_flops
 from tasks.models import MLP, BagNet, ViT
 from tasks.task import cross_entropy
 

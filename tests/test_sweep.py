@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from estimators import Batch, Estimate, GradientEstimator
-from runners.results import COLUMNS
+from measurements.schema import COLUMNS
 from runners.sweep import main
 from tasks import get_task
 

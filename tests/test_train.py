@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from estimators import Batch, Estimate, GradientEstimator, make_estimator, trainable_parameters
-from runners.flops import count_flops
-from runners.results import COLUMNS
-from runners.train import Run, train
+from measurements.flops import count_flops
+from measurements.schema import COLUMNS
+from measurements.train import Run, train
 from tasks import get_task
 
 TASK = get_task("mlp-diabetes")

@@ -1,8 +1,7 @@
 """The three model families: MLP, BagNet and ViT, all differentiable in forward and reverse mode."""
 
 from tasks.models.bagnet import BagNet
-from tasks.models.links import ConsumerLink
 from tasks.models.mlp import MLP
 from tasks.models.vit import ViT
 
-__all__ = ["MLP", "BagNet", "ConsumerLink", "ViT"]
+__all__ = ["MLP", "BagNet", "ViT"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from tasks.models.links import ConsumerLink, activation
+from tasks.links import ConsumerLink, activation
 
 
 class BagNet(nn.Module):

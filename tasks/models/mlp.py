@@ -6,7 +6,7 @@ from itertools import pairwise
 
 from torch import Tensor, nn
 
-from tasks.models.links import ConsumerLink, activation
+from tasks.links import ConsumerLink, activation
 
 
 class MLP(nn.Module):

@@ -4,7 +4,7 @@ At a checkpoint the parameters are fixed; stateful estimators first run `prime_s
 estimate + update on fresh batches (parameters unchanged) so they are measured at a fitted state.
 One mini-batch B is fixed, its exact gradient g computed by backprop, and R draws taken at one
 frozen state (`estimate_draws`). Per layer and in total: cosine, relative bias, variance and MSE
-(`runners.quality`).
+(`measurements.gradient_stats`).
 
 Work-normalised MSE, against the full-data gradient G kept with the checkpoint (the training set
 or its first `FULL_DATA` examples): over K batches (B and K - 1 more, R / K draws each, >= 2),
@@ -20,11 +20,11 @@ import torch
 from torch import Tensor
 
 from estimators import Batch, make_estimator
-from runners.checkpoints import Checkpoint, load_params, trajectory
-from runners.context import Context
-from runners.flops import count_flops
-from runners.quality import layer_of, quality_by_layer
-from runners.train import batches
+from measurements.checkpoints import Checkpoint, load_params, trajectory
+from measurements.context import Context
+from measurements.flops import count_flops
+from measurements.gradient_stats import layer_of, quality_by_layer
+from measurements.train import batches
 from tasks import Task
 
 WORK_BATCHES = 4  # batches the work-normalised MSE averages over
@@ -43,7 +43,7 @@ def _layer_sq_dist(grads: dict[str, Tensor], ref: dict[str, Tensor]) -> dict[str
 
 def measure_quality(task: Task, spec: str, seed: int, ctx: Context) -> list[dict[str, Any]]:
     """Quality rows (`quality.csv`) for every layer and checkpoint."""
-    points = trajectory(task, seed, ctx.steps_for(task), ctx.data(task), ctx.device, ctx.folder)
+    points = trajectory(task, seed, ctx.budget(task).steps, ctx.data(task), ctx.device, ctx.folder)
     return [
         row for step, state in points.items() for row in _at(task, spec, seed, step, state, ctx)
     ]

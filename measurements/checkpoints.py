@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from estimators import make_estimator, trainable_parameters
-from runners.train import Run, train
+from measurements.train import Run, train
 from tasks import Task
 from tasks.data import Splits
 

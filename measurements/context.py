@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from measurements.budget import Budget, budget
 from tasks import Task
 from tasks.data import DataSource, Splits
 
@@ -31,6 +32,6 @@ class Context:
             self._data[task.dataset] = task.load(self.source).to(self.device)
         return self._data[task.dataset]
 
-    def steps_for(self, task: Task) -> int:
-        """The step budget in force for `task`."""
-        return self.steps or task.steps
+    def budget(self, task: Task) -> Budget:
+        """The step budget and wall-clock cap in force for `task`."""
+        return budget(task, self.steps, self.seconds)

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from estimators import Batch, Estimate, GradientEstimator, trainable_parameters
-from runners.device import now
-from runners.flops import count_flops
+from measurements.budget import budget
+from measurements.device import now
+from measurements.flops import count_flops
 from tasks import Task
 from tasks.data import Splits
 
@@ -132,9 +133,7 @@ def train(
     model, params = learner.model, learner.params
     order = batches(len(data.x_train), task.batch_size, torch.Generator().manual_seed(run.seed))
     noise = torch.Generator(device=device).manual_seed(run.seed + 1)
-    steps = run.steps or task.steps
-    caps = [c for c in (run.seconds, task.seconds) if c is not None]
-    limit = min(caps) if caps else None
+    steps, limit = astuple(budget(task, run.steps, run.seconds))
     base = {"task": task.name, "estimator": est.name, "params": est.params_str,
             "seed": run.seed, "lr": run.lr}  # fmt: skip
     result = TrainResult(rows=[])

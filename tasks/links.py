@@ -1,4 +1,9 @@
-"""Which weight reads each layer's output: what forward-gradient guesses aim with."""
+"""Which weight reads each layer's output: what forward-gradient guesses aim with.
+
+The one declaration of the model surface that estimators use beyond parameters: a model may
+define `consumer_links() -> tuple[ConsumerLink, ...]`; estimators import this module and no
+other part of `tasks`' models.
+"""
 
 from __future__ import annotations
 

@@ -4,48 +4,32 @@ Both learners start from the same seeded initialisation and see the same batches
 estimator is first primed (`prime_steps()` steps) so its steady-state step is measured.
 - FLOPs: `FlopCounterMode` over `FLOP_STEPS` steps, divided by their number (phases and refits
   that happen within them are averaged in).
-- Time: `WARMUP` steps each, then `REPEATS` steps alternating estimator and backprop (which goes
-  first alternates too), the median of each; CUDA events on a GPU.
-- Slow steps (a per-example SVD on a CPU can take seconds): each of those loops also stops once
-  it has spent `BUDGET_S` seconds, after at least one FLOP step, one warm-up and `MIN_REPEATS`
-  timed pairs, so that one cost cell stays within about a minute.
-- Peak memory: `runners.memory.peak_bytes` of one step beyond what existed before it.
+- Time: `measurements.timing.interleaved` over the two learners' steps (warm-up, then pairs in
+  alternating order, the median of each; CUDA events on a GPU).
+- Slow steps (a per-example SVD on a CPU can take seconds): the FLOP loop and the timing loops
+  stop once they have spent `BUDGET_S` seconds (after at least one FLOP step, one warm-up round
+  and `MIN_REPEATS` timed pairs), so that one cost cell stays within about a minute.
+- Peak memory: `measurements.memory.peak_bytes` of one step beyond what existed before it.
 A step is estimate + optimizer step + estimator update.
 """
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import torch
 
 from estimators import Batch, make_estimator
-from runners.context import Context
-from runners.flops import count_flops
-from runners.memory import peak_bytes
-from runners.timing import timed
-from runners.train import Learner, batches
+from measurements.context import Context
+from measurements.flops import count_flops
+from measurements.memory import peak_bytes
+from measurements.timing import BUDGET_S, bounded, interleaved
+from measurements.train import Learner, batches
 from tasks import Task
 
-WARMUP = 3
-REPEATS = 15
 FLOP_STEPS = 10
-MIN_REPEATS = 3
-BUDGET_S = 5.0
-
-
-def _until(most: int, least: int, fn: Callable[[int], None]) -> int:
-    """Call fn(0), fn(1), ... up to `most` times, stopping after `least` once `BUDGET_S` is spent;
-    returns the number of calls."""
-    start = time.perf_counter()
-    for i in range(most):
-        fn(i)
-        if i + 1 >= least and time.perf_counter() - start > BUDGET_S:
-            return i + 1
-    return most
 
 
 def _stream(task: Task, ctx: Context, seed: int) -> Iterator[Batch]:
@@ -61,7 +45,7 @@ def _flops_per_step(step: Callable[[], None]) -> float:
 
     def run() -> None:
         nonlocal count
-        count = _until(FLOP_STEPS, 1, lambda _: step())
+        count = bounded(FLOP_STEPS, 1, lambda _: step(), BUDGET_S)
 
     return count_flops(run) / count
 
@@ -80,17 +64,11 @@ def measure_cost(task: Task, spec: str, ctx: Context, seed: int = 0) -> list[dic
 
     for _ in range(learners["estimator"].estimator.prime_steps()):
         step("estimator")
-    flops = {k: _flops_per_step(lambda k=k: step(k)) for k in learners}
-    _until(WARMUP, 1, lambda _: [step(kind) for kind in learners])
-    seconds: dict[str, list[float]] = {k: [] for k in learners}
-
-    def pair(i: int) -> None:
-        for kind in ("estimator", "backprop") if i % 2 == 0 else ("backprop", "estimator"):
-            seconds[kind].append(timed(lambda kind=kind: step(kind), ctx.device))
-
-    _until(REPEATS, MIN_REPEATS, pair)
-    memory = {k: peak_bytes(lambda k=k: step(k), ctx.device) for k in learners}
-    median = {k: statistics.median(v) for k, v in seconds.items()}
+    steps = {k: partial(step, k) for k in learners}
+    flops = {k: _flops_per_step(steps[k]) for k in learners}
+    times = interleaved(steps, ctx.device)
+    memory = {k: peak_bytes(steps[k], ctx.device) for k in learners}
+    median = {k: times.median(k) for k in learners}
     est = learners["estimator"].estimator
     return [{
         "task": task.name, "estimator": est.name, "params": est.params_str,

@@ -1,4 +1,4 @@
-"""The results folder: tidy CSV files appended per finished cell, and `manifest.json`.
+"""Writing a results folder: tidy CSV files appended per finished cell, and `manifest.json`.
 
 Every write goes to a temporary file that then replaces the target, so an interrupted sweep
 leaves each file either as it was or with the whole cell added, never half a row.
@@ -13,20 +13,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-MANIFEST = "manifest.json"
-_TRAIN = ("task", "estimator", "params", "seed", "lr", "step", "seconds", "flops", "train_loss",
-          "val_acc", "status", "cell")  # fmt: skip
-COLUMNS: dict[str, tuple[str, ...]] = {
-    "train.csv": _TRAIN,
-    "tuning.csv": _TRAIN,
-    "diagnostics.csv": ("task", "estimator", "params", "seed", "lr", "step", "name", "value",
-                        "cell"),
-    "quality.csv": ("task", "estimator", "params", "seed", "checkpoint", "layer", "cosine",
-                    "cosine_lo", "cosine_hi", "rel_bias", "rel_variance", "rel_mse", "rel_mse_lo",
-                    "rel_mse_hi", "work_mse", "draws", "cell"),
-    "cost.csv": ("task", "estimator", "params", "device", "flops", "flop_ratio", "step_seconds",
-                 "time_ratio", "peak_bytes", "memory_ratio", "cell"),
-}  # fmt: skip
+from measurements.schema import COLUMNS, MANIFEST, STUDY_COLUMNS
+
+ALL_COLUMNS = {**COLUMNS, **STUDY_COLUMNS}
 
 
 class ResultsError(ValueError):
@@ -43,12 +32,13 @@ def atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def append_rows(folder: Path, file: str, rows: list[dict[str, Any]]) -> None:
-    """Append rows to `folder/file` (written with its header if new), atomically."""
+def append_rows(folder: Path, file: str, rows: list[dict[str, Any]], replace: bool = False) -> None:
+    """Append rows to `folder/file` (written with its header if new, or anew when `replace`),
+    atomically; the file's columns are the schema's (`COLUMNS` or `STUDY_COLUMNS`)."""
     path = folder / file
-    old = path.read_text() if path.exists() else ""
+    old = path.read_text() if path.exists() and not replace else ""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS[file], lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=ALL_COLUMNS[file], lineterminator="\n")
     if not old:
         writer.writeheader()
     writer.writerows(rows)

@@ -1,0 +1,111 @@
+"""The results schema: every table's columns, the manifest's name, and what rows mean.
+
+This module is what the reports read a results folder with; it imports nothing from the sweep
+or the measurements. Time and FLOPs to a target and the rate a tuning run picks are defined here
+once, from `train.csv` / `tuning.csv` rows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+MANIFEST = "manifest.json"
+_TRAIN = ("task", "estimator", "params", "seed", "lr", "step", "seconds", "flops", "train_loss",
+          "val_acc", "status", "cell")  # fmt: skip
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "train.csv": _TRAIN,
+    "tuning.csv": _TRAIN,
+    "diagnostics.csv": ("task", "estimator", "params", "seed", "lr", "step", "name", "value",
+                        "cell"),
+    "quality.csv": ("task", "estimator", "params", "seed", "checkpoint", "layer", "cosine",
+                    "cosine_lo", "cosine_hi", "rel_bias", "rel_variance", "rel_mse", "rel_mse_lo",
+                    "rel_mse_hi", "work_mse", "draws", "cell"),
+    "cost.csv": ("task", "estimator", "params", "device", "flops", "flop_ratio", "step_seconds",
+                 "time_ratio", "peak_bytes", "memory_ratio", "cell"),
+}  # fmt: skip
+
+# The studies' tables (`python -m runners.study`), not one row per task and estimator setting.
+BLOG_COLUMNS: tuple[str, ...] = (
+    "dataset", "label", "seed", "lr", "baseline_acc", "svd_acc", "delta_acc", "wgrad_flop_change",
+    "step_flop_change", "step_time_change", "run_flop_change", "refits", "error",
+    "blog_baseline_acc", "blog_svd_acc", "blog_grad_flop_change", "blog_time_change",
+)  # fmt: skip
+STUDY_COLUMNS: dict[str, tuple[str, ...]] = {
+    "blog.csv": BLOG_COLUMNS,
+    "cv_predicted_cost.csv": ("task", "batch", "params", "fraction", "seed", "device", "threads",
+                              "repeats", "bp_mflop", "warmup_flop_ratio", "predict_flop_ratio",
+                              "predictor_flop_ratio", "refit_flop_ratio", "flop_ratio",
+                              "time_ratio", "time_per_flop_ratio", "bp_step_ms", "cv_step_ms",
+                              "peak_mb_cv", "peak_mb_bp", "buffer_mb"),
+    "cv_predicted_variance.csv": ("task", "batch", "control", "fraction", "seed", "device",
+                                  "draws", "predictor", "buffer", "params", "beta", "alignment",
+                                  "eff_alignment", "residual_ratio", "rel_var_measured",
+                                  "rel_var_closed", "measured_over_closed", "rel_bias",
+                                  "flop_ratio", "time_ratio", "break_even_flops",
+                                  "break_even_time"),
+    "cv_vit_digits_evals.csv": ("task", "learner", "fraction", "seed", "device", "threads",
+                                "estimator", "params", "step", "seconds", "flops", "train_loss",
+                                "val_acc", "status", "alignment", "residual"),
+    "cv_vit_digits_budget.csv": ("task", "learner", "fraction", "seed", "device", "threads",
+                                 "budget_s", "budget_fraction", "seconds", "val_acc"),
+    "cv_vit_digits_reach.csv": ("task", "learner", "fraction", "seed", "device", "threads",
+                                "target", "seconds", "flops", "step", "reached"),
+    "cv_vit_digits_runs.csv": ("task", "learner", "fraction", "seed", "device", "threads",
+                               "budget_s", "steps", "seconds", "ms_per_step", "time_ratio",
+                               "final_acc", "status", "alignment", "residual", "break_even_time",
+                               "break_even_nominal"),
+    "fg_cost.csv": ("task", "batch", "device", "threads", "estimator", "pass_ratio", "noise_share",
+                    "pass_less_noise_ratio", "estimate_ratio", "flop_ratio", "subspace_share",
+                    "forward_ms", "repeats"),
+    "fg_memory.csv": ("task", "batch", "device", "estimator", "params_grads_mb", "peak_mb",
+                      "peak_ratio", "created_mb", "created_ratio"),
+    "fg_quality.csv": ("task", "steps", "batch", "draws", "estimator", "layer", "cosine",
+                       "cosine_lo", "cosine_hi", "rel_bias", "rel_variance", "rel_mse"),
+    "fg_overlap.csv": ("task", "steps", "batch", "estimator", "layer", "factor_rows",
+                       "factor_cols", "mean_overlap", "min_overlap"),
+    "fg_ns.csv": ("task", "steps", "layer", "factor_rows", "factor_cols", "sites", "estimator",
+                  "k", "device", "threads", "svd_s", "gram_s", "ns_s", "svd_over_ns",
+                  "gram_over_ns", "ns_mean_overlap", "ns_min_overlap", "gram_min_overlap",
+                  "repeats"),
+    "fg_draws.csv": ("task", "estimator", "params", "batch", "draws", "device", "threads",
+                     "single_s", "batched_s", "speedup", "repeats"),
+    "lowrank_layer.csv": ("fan_in", "fan_out", "k", "batch", "threads", "device", "flop_ratio",
+                          "plain_us", "lowrank_us", "time_ratio", "repeats"),
+    "quality_draws.csv": ("task", "estimator", "params", "batch", "draws", "device", "threads",
+                          "single_s", "batched_s", "speedup", "repeats"),
+    "sparse_vjp_cost.csv": ("task", "batch", "keep", "axis", "sketch", "device", "threads",
+                            "dense_bwd_ms", "bwd_time_ratio", "bwd_flop_ratio", "step_time_ratio",
+                            "step_flop_ratio", "time_flop_ratio", "repeats", "calls"),
+    "sparse_vjp_variance.csv": ("task", "layer", "keep", "axis", "sketch", "draws", "device",
+                                "rel_variance"),
+    "sparse_vjp_tradeoff.csv": ("task", "keep", "estimator", "sketch", "axis", "seed", "lr",
+                                "batch", "budget_steps", "target", "reached", "steps_to_target",
+                                "epochs_to_target", "seconds_to_target", "flops_to_target",
+                                "step_seconds", "final_acc", "status", "device", "threads"),
+}  # fmt: skip
+
+
+def to_target(rows: Iterable[Mapping[Any, Any]], target: float) -> dict[str, float]:
+    """Seconds, FLOPs and step of the first eval with val_acc >= target (inf if never)."""
+    for row in rows:
+        if float(row["val_acc"]) >= target:
+            return {"seconds": float(row["seconds"]), "flops": float(row["flops"]),
+                    "step": float(row["step"])}  # fmt: skip
+    return {"seconds": math.inf, "flops": math.inf, "step": math.inf}
+
+
+def final_accuracy(rows: Sequence[Mapping[Any, Any]]) -> float:
+    """The last eval's val_acc; -inf for a run that diverged or logged nothing."""
+    if not rows or rows[-1]["status"] == "diverged":
+        return -math.inf
+    acc = float(rows[-1]["val_acc"])
+    return acc if math.isfinite(acc) else -math.inf
+
+
+def best_rate(runs: Mapping[float, Sequence[Mapping[Any, Any]]], target: float) -> float:
+    """The rate whose run reached `target` soonest; among runs that never did, the best final."""
+    return min(
+        runs, key=lambda lr: (to_target(runs[lr], target)["seconds"], -final_accuracy(runs[lr]))
+    )
