@@ -31,7 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ["--tasks", "mlp-diabetes", "mlp-synthetic20", "mlp-breast-cancer", "mlp-digits-1vr",
           "--estimators", "backprop", "fg-activity", "sparse-vjp", "--seeds", "3",
           "--steps", "100", "--draws", "8", "--seconds", "0"]  # fmt: skip
-TIMING = ["seconds", "step_seconds", "time_ratio"]  # wall-clock columns differ run to run
+# wall-clock columns (and what follows from them: intervals, A/A, re-measured pairs, the noisy
+# mark) differ run to run
+TIMING = ["seconds", "step_seconds", "step_seconds_median", "time_ratio", "time_ratio_lo",
+          "time_ratio_hi", "aa_ratio", "pairs", "noisy", "prime_seconds"]  # fmt: skip
 TABLES = ("train.csv", "quality.csv", "cost.csv")
 MAX_RESTARTS = 40
 

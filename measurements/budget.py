@@ -1,12 +1,14 @@
 """The budget rule, written once: how many steps a training run takes, and its wall-clock cap.
 
-A run takes the sweep's `--steps` when given, else its task's `steps`. Its wall-clock cap is the
-smaller of the sweep's `--seconds` and the task's own `seconds`, whichever are set (None: no
-cap). Training stops at whichever of the two it meets first (`measurements.train.train`).
+A run takes the sweep's steps when given (`--steps`: one count for every task; a preset may give
+counts by task name), else its task's `steps`. Its wall-clock cap is the smaller of the sweep's
+`--seconds` and the task's own `seconds`, whichever are set (None: no cap). Training stops at
+whichever of the two it meets first (`measurements.train.train`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tasks import Task
@@ -20,7 +22,12 @@ class Budget:
     seconds: float | None
 
 
-def budget(task: Task, steps: int | None = None, seconds: float | None = None) -> Budget:
-    """The budget for `task` under the overrides `steps` and `seconds` (None: not overridden)."""
+Steps = int | Mapping[str, int] | None  # every task's, per task name, or none
+
+
+def budget(task: Task, steps: Steps = None, seconds: float | None = None) -> Budget:
+    """The budget for `task` under the overrides `steps` and `seconds` (None: not overridden;
+    a mapping of steps that does not name the task leaves its own)."""
     caps = [c for c in (seconds, task.seconds) if c is not None]
-    return Budget(steps or task.steps, min(caps) if caps else None)
+    given = steps.get(task.name) if isinstance(steps, Mapping) else steps
+    return Budget(given or task.steps, min(caps) if caps else None)

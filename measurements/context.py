@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from measurements.budget import Budget, budget
+from measurements.budget import Budget, Steps, budget
 from tasks import Task
 from tasks.data import DataSource, Splits
 
@@ -20,7 +20,7 @@ class Context:
     device: torch.device
     source: DataSource
     folder: Path
-    steps: int | None = None  # overrides every task's step budget when set
+    steps: Steps = None  # overrides the step budget of every task (or of those named) when set
     draws: int = 64
     seconds: float | None = None  # wall-clock cap on each training run when set
     on_step: Callable[[int], None] | None = None

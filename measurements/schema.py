@@ -12,6 +12,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 MANIFEST = "manifest.json"
+# Columns added by protocol 2 (intervals, bias test, exact work-MSE yardstick, linear-algebra and
+# elementwise FLOPs, A/A-controlled timing). A folder written before them still loads in the
+# reports, the missing columns read as absent (NaN).
+ADDED_IN_2: dict[str, tuple[str, ...]] = {
+    "quality.csv": ("rel_bias_se", "bias_stat", "bias_p", "work_mse_lo", "work_mse_hi",
+                    "work_scale", "work_floor"),
+    "cost.csv": ("elementwise", "elementwise_ratio", "step_seconds_median", "time_ratio_lo",
+                 "time_ratio_hi", "aa_ratio", "pairs", "noisy", "prime_flops", "prime_seconds"),
+}  # fmt: skip
 _TRAIN = ("task", "estimator", "params", "seed", "lr", "step", "seconds", "flops", "train_loss",
           "val_acc", "status", "cell")  # fmt: skip
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -20,10 +29,14 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "diagnostics.csv": ("task", "estimator", "params", "seed", "lr", "step", "name", "value",
                         "cell"),
     "quality.csv": ("task", "estimator", "params", "seed", "checkpoint", "layer", "cosine",
-                    "cosine_lo", "cosine_hi", "rel_bias", "rel_variance", "rel_mse", "rel_mse_lo",
-                    "rel_mse_hi", "work_mse", "draws", "cell"),
-    "cost.csv": ("task", "estimator", "params", "device", "flops", "flop_ratio", "step_seconds",
-                 "time_ratio", "peak_bytes", "memory_ratio", "cell"),
+                    "cosine_lo", "cosine_hi", "rel_bias", "rel_bias_se", "bias_stat", "bias_p",
+                    "rel_variance", "rel_mse", "rel_mse_lo", "rel_mse_hi", "work_mse",
+                    "work_mse_lo", "work_mse_hi", "work_scale", "work_floor", "draws",
+                    "cell"),
+    "cost.csv": ("task", "estimator", "params", "device", "flops", "elementwise",
+                 "flop_ratio", "elementwise_ratio", "step_seconds", "step_seconds_median",
+                 "time_ratio", "time_ratio_lo", "time_ratio_hi", "aa_ratio", "pairs", "noisy",
+                 "prime_flops", "prime_seconds", "peak_bytes", "memory_ratio", "cell"),
 }  # fmt: skip
 
 # The studies' tables (`python -m runners.study`), not one row per task and estimator setting.

@@ -1,13 +1,15 @@
 """The training loop: any estimator, any task, a torch optimizer fed with the estimates.
 
 Wall time counts training steps only (evaluation excluded). FLOPs are counted once per
-estimator phase with `FlopCounterMode` on a probe estimate drawn from a copy of the random
-state (estimates never change estimator state, so the probe leaves the run unchanged); each
-step then adds its phase's count.
+estimator phase (`measurements.flops`: matmuls, convolutions and linear algebra) on a probe step
+of a deep copy of the estimator: an estimate drawn from a copy of the random state and the
+`update` it feeds (so refits and ridge solves count), leaving the run unchanged; each step then
+adds its phase's count. The optimizer's own work is not counted.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import astuple, dataclass, field
@@ -19,7 +21,7 @@ from torch import Tensor, nn
 from estimators import Batch, Estimate, GradientEstimator, trainable_parameters
 from measurements.budget import budget
 from measurements.device import now
-from measurements.flops import count_flops
+from measurements.flops import Work, count_work
 from tasks import Task
 from tasks.data import Splits
 
@@ -99,11 +101,22 @@ class Learner:
         return estimate
 
 
-def probe_flops(est: GradientEstimator, batch: Batch, generator: torch.Generator) -> int:
-    """FLOPs of one estimate, drawn from a copy of `generator` so the run's noise is untouched."""
+def probe_work(est: GradientEstimator, batch: Batch, generator: torch.Generator) -> Work:
+    """Work of one step of the estimator at its current state: an estimate drawn from a copy of
+    `generator`, then, for a stateful estimator (one that overrides `update`), the update it
+    feeds (refits, buffers) on a deep copy of the estimator; the run's estimator and noise are
+    untouched (estimates never change estimator state)."""
     probe = torch.Generator(device=generator.device)
     probe.set_state(generator.get_state())
-    return count_flops(lambda: est.estimate(batch, probe))
+    if type(est).update is GradientEstimator.update:
+        return count_work(lambda: est.estimate(batch, probe))
+    shadow = copy.deepcopy(est)
+    return count_work(lambda: shadow.update(shadow.estimate(batch, probe)))
+
+
+def probe_flops(est: GradientEstimator, batch: Batch, generator: torch.Generator) -> int:
+    """FLOPs of `probe_work`."""
+    return probe_work(est, batch, generator).flops
 
 
 @dataclass

@@ -12,11 +12,12 @@ from tabulate import tabulate
 
 from reports.load import KEYS, Results
 from reports.reach import runs_to_target
-from reports.tables import summary
+from reports.tables import flag, summary
 
 COLUMNS = {
     "final_acc": "final acc",
     "seconds_median": "s to target",
+    "modelled_median": "modelled s",
     "reached": "reached",
     "cosine": "cosine",
     "rel_mse": "rel MSE",
@@ -42,6 +43,11 @@ def closing_table(res: Results) -> str:
             f"{int(r)}/{int(n)}" if pd.notna(n) else "" for r, n in zip(table["reached"],
                                                                        table["runs"], strict=True)
         ]  # fmt: skip
+    if "noisy" in table:
+        table["time_ratio"] = [
+            "" if pd.isna(t) else f"{t:.3g}" + (" (noisy)" if flag(n) else "")
+            for t, n in zip(table["time_ratio"], table["noisy"], strict=True)
+        ]
     present = [c for c in COLUMNS if c in table]
     if "final_acc" in present:
         present.insert(1, "target")

@@ -1,8 +1,10 @@
-"""Figure: validation accuracy against wall-clock training time, mean and standard error over
+"""Figure: validation accuracy against wall-clock training time, mean and 95% t-interval over
 seeds (the control-variate paper's figure 1).
 
 Each seed's curve holds its last eval's accuracy until the next eval; the seeds are averaged on
-a common time grid up to the shortest seed's end, so every point averages all seeds.
+a common time grid up to the shortest seed's end, so every point averages all seeds. The band is
+the Student-t interval of a mean over n seeds, mean ± t_{0.975, n-1} s / sqrt(n) (s the sample
+standard deviation), which holds at the few seeds a sweep runs; one seed has no band.
 """
 
 from __future__ import annotations
@@ -15,16 +17,27 @@ import pandas as pd
 
 from reports.load import KEYS, Results
 from reports.section import Section, skip
-from reports.style import BACKPROP, Style, figure_legend, fmt, log_axis, new_figure, save
+from reports.style import (
+    BACKPROP,
+    Style,
+    figure_legend,
+    fmt,
+    half_width,
+    log_axis,
+    new_figure,
+    save,
+    t95,
+)
 
 TITLE = "Figure: validation accuracy vs wall-clock time"
 QUESTION = "Which estimator reaches a given validation accuracy soonest in wall-clock time?"
 SOURCE = (
     "train.csv (every eval row; `seconds` counts training steps only), target from "
     "manifest.json; line: mean over seeds (each seed holds its last eval's accuracy until the "
-    "next), band: ± one standard error over seeds; a curve ends where its shortest seed's run "
-    "ends."
+    "next), band: 95% Student-t interval over seeds (mean ± t(0.975, n-1) × sd / sqrt(n)); a "
+    "curve ends where its shortest seed's run ends."
 )
+BAND = "band: 95% t-interval over seeds"
 GRID = 200
 
 
@@ -43,9 +56,10 @@ def mean_curve(runs: list[pd.DataFrame]) -> tuple[np.ndarray, np.ndarray, np.nda
 
 
 def _final(f: dict[str, float]) -> str:
-    """ "0.71 ± 0.01 (standard error over 3 seeds) after a mean 12 s of training"."""
+    """ "0.71 [0.68, 0.74] (95% t-interval over 3 seeds) after a mean 12 s of training"."""
     n = f["seeds"]
-    spread = f" ± {fmt(f['se'], 2)} (standard error over {n} seeds" if n > 1 else " (1 seed"
+    lo, hi = f["acc"] - f["half"], f["acc"] + f["half"]
+    spread = f" [{fmt(lo)}, {fmt(hi)}] (95% t-interval over {n} seeds" if n > 1 else " (1 seed"
     d = f["diverged"]
     diverged = f", {d} diverged: their last finite eval counted" if d else ""
     return f"{fmt(f['acc'])}{spread}{diverged}) after a mean {fmt(f['seconds'])} s of training"
@@ -58,7 +72,7 @@ def build(res: Results, style: Style, out: Path) -> list[Section]:
     train = train[train.groupby([*KEYS, "seed"])["val_acc"].transform("count") > 0]
     tasks = [t for t in res.tasks() if (train["task"] == t).any()]
     fig, axes = new_figure(len(tasks))
-    findings = []
+    findings, banded = [], False
     for ax, task in zip(axes, tasks, strict=True):
         ends = []
         finals = {}
@@ -66,13 +80,16 @@ def build(res: Results, style: Style, out: Path) -> list[Section]:
             label = style.label(est, params)
             runs = [r for _, r in rows.groupby("seed")]
             grid, mean, se = mean_curve(runs)
+            half = t95(len(runs)) * se
             colour = style.colour(label)
             ax.plot(grid, mean, color=colour, label=label)
             if len(runs) > 1:
-                ax.fill_between(grid, mean - se, mean + se, color=colour, alpha=0.2, lw=0)
+                ax.fill_between(grid, mean - half, mean + half, color=colour, alpha=0.2, lw=0)
+                banded = True
             ends.append(grid[-1])
             last = pd.DataFrame([r.dropna(subset=["val_acc"]).iloc[-1] for r in runs])
-            finals[label] = {"acc": last["val_acc"].mean(), "se": last["val_acc"].sem(),
+            finals[label] = {"acc": last["val_acc"].mean(),
+                             "half": half_width(last["val_acc"].to_numpy(float)),
                              "seeds": len(last), "seconds": last["seconds"].mean(),
                              "diverged": int((rows["status"] == "diverged").sum())}  # fmt: skip
         target = res.target(task)
@@ -91,7 +108,9 @@ def build(res: Results, style: Style, out: Path) -> list[Section]:
             f"{_final(finals[best])}"
             + (f"; backprop's is {_final(finals[BACKPROP])}." if reference else ".")
         )
-    figure_legend(fig, axes, cols=4)
+    if banded:  # a legend entry that says what the bands are
+        axes[0].fill_between([], [], [], color="grey", alpha=0.2, lw=0, label=BAND)
+    figure_legend(fig, axes, cols=min(4, 2 * len(axes)))  # two columns fit one panel
     files = save(fig, out, "accuracy-vs-time")
     seeds = sorted(train.groupby([*KEYS])["seed"].nunique().unique())
     note = f" Seeds per curve: {seeds[0]}" + (f" to {seeds[-1]}." if len(seeds) > 1 else ".")

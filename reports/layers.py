@@ -16,9 +16,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from reports.load import KEYS, Results
-from reports.quality import over_seeds
+from reports.quality import cosine_cell, over_seeds
 from reports.section import Section, skip
-from reports.style import BACKPROP, Style, figure_legend, fmt, log_axis, save, slug
+from reports.style import BACKPROP, Style, apart, figure_legend, fmt, log_axis, save, slug
 
 TITLE = "Figure: gradient quality per layer and checkpoint"
 QUESTION = "In which layers, and at which point of training, does each estimator lose quality?"
@@ -89,17 +89,23 @@ def _finding(q: pd.DataFrame, style: Style, task: str) -> list[str]:
         if est == BACKPROP or layers.empty or layers["cosine"].isna().all():
             continue
         worst, best = layers.loc[layers["cosine"].idxmin()], layers.loc[layers["cosine"].idxmax()]
-        total = g[g["layer"] == "total"]["cosine"]
+        total = g[g["layer"] == "total"]
+        ends = (worst["cosine_lo"], worst["cosine_hi"], best["cosine_lo"], best["cosine_hi"])
+        verdict = (
+            "the two 95% intervals apart"
+            if apart(*ends)
+            else "not distinguishable at these draws (the two 95% intervals overlap or are absent)"
+        )
         spread = (
             f"is {fmt(worst['cosine'])} in every layer"
             if fmt(worst["cosine"]) == fmt(best["cosine"])
-            else f"ranges from {fmt(worst['cosine'])} ({worst['layer']}) to "
-            f"{fmt(best['cosine'])} ({best['layer']})"
+            else f"ranges from {cosine_cell(worst)} ({worst['layer']}) to {cosine_cell(best)} "
+            f"({best['layer']}), {verdict}"
         )
         out.append(
             f"On {task} at the last checkpoint (step {int(end['checkpoint'].iloc[0])}), "
             f"{style.label(est, params)}'s cosine {spread}; total "
-            f"{fmt(total.iloc[0]) if len(total) else '-'}."
+            f"{cosine_cell(total.iloc[0]) if len(total) else '-'}."
         )
     return out
 

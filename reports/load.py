@@ -1,9 +1,10 @@
 """Reading a results folder (docs/protocol.md) for the reports: its tidy CSVs and manifest.
 
 Only the files the sweep writes, and the studies' tables (`STUDY_COLUMNS`, e.g. `blog.csv` from
-`python -m runners.study blog-table --out DIR`), are read; nothing is re-run. A missing or
-foreign folder, a corrupt manifest or a CSV whose header is not the protocol's is a
-`ReportError` (one line).
+`python -m runners.study blog-table --out DIR`), are read; nothing is re-run. A table written
+before protocol 2 (its header is the current one less `ADDED_IN_2[file]`, in order) still loads:
+the columns it lacks are added as NaN, which every table shows as absent ("-"). A missing or
+foreign folder, a corrupt manifest or a CSV with any other header is a `ReportError` (one line).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from measurements.schema import COLUMNS, MANIFEST, STUDY_COLUMNS
+from measurements.schema import ADDED_IN_2, COLUMNS, MANIFEST, STUDY_COLUMNS
 
 KEYS = ["task", "estimator", "params"]
 
@@ -31,12 +32,14 @@ class Results:
 
     frames: the sweep's tables (`COLUMNS`), each with task, estimator and params columns.
     others: the other tables present (`STUDY_COLUMNS`, e.g. blog.csv), keyed otherwise.
+    legacy: the files written before protocol 2, whose `ADDED_IN_2` columns are all NaN.
     """
 
     folder: Path
     manifest: dict[str, Any]
     frames: dict[str, pd.DataFrame]
     others: dict[str, pd.DataFrame] = field(default_factory=dict)
+    legacy: frozenset[str] = frozenset()
 
     def frame(self, file: str) -> pd.DataFrame | None:
         """The rows of `file` (e.g. "train.csv", "blog.csv"), or None when there are none."""
@@ -74,28 +77,36 @@ def load_results(folder: Path) -> Results:
         raise ReportError(f"{path} is corrupt ({exc})") from None
     if not isinstance(manifest, dict) or "config" not in manifest:
         raise ReportError(f"{path} is corrupt: it lacks 'config'")
-    frames, others = {}, {}
+    frames, others, legacy = {}, {}, set()
     for tables, known in ((frames, COLUMNS), (others, STUDY_COLUMNS)):
         for file, columns in known.items():
-            df = _read_csv(folder / file, columns)
+            df, old = _read_csv(folder / file, columns)
             if df is not None and len(df):
                 tables[file] = df
-    return Results(folder, manifest, frames, others)
+                legacy |= {file} if old else set()
+    return Results(folder, manifest, frames, others, frozenset(legacy))
 
 
-def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame | None:
-    """The table at `path` (None when absent); a `ReportError` when it is unreadable or its
-    header is not `columns`. Name columns are read as text, "nan" alone as missing."""
+def _read_csv(path: Path, columns: tuple[str, ...]) -> tuple[pd.DataFrame | None, bool]:
+    """The table at `path` (None when absent) and whether it was written before protocol 2.
+
+    Its header must be `columns`, or `columns` less `ADDED_IN_2[path.name]` (an old file: the
+    missing columns are added as NaN); anything else, or an unreadable file, is a `ReportError`.
+    Name columns are read as text, "nan" alone as missing."""
     if not path.exists():
-        return None
+        return None, False
     text = {c: str for c in ("task", "estimator", "params", "dataset", "label") if c in columns}
     try:
         df = pd.read_csv(path, keep_default_na=False, na_values=["nan"], dtype=text)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise ReportError(f"{path} is corrupt ({exc})".splitlines()[0]) from None
+    added = ADDED_IN_2.get(path.name, ())
+    old = tuple(c for c in columns if c not in added)
+    if added and tuple(df.columns) == old:
+        return df.reindex(columns=list(columns)), True
     if tuple(df.columns) != columns:
         raise ReportError(f"{path} is corrupt: its header is not {columns}")
-    return df
+    return df, False
 
 
 def number(text: str) -> float:

@@ -17,7 +17,7 @@ from matplotlib.lines import Line2D
 
 from reports.load import KEYS, Results, number
 from reports.section import Section, skip
-from reports.style import LINE_STYLES, Style, fmt, new_figure, save
+from reports.style import LINE_STYLES, Style, fmt, half_width, new_figure, save
 from tasks.spec import parse_options
 
 TITLE = "Figure: SVD projection error over training, re-fits marked"
@@ -26,8 +26,8 @@ SOURCE = (
     "diagnostics.csv, names starting with `projection_error` (||G - G P P^T|| / ||G|| of the "
     "exact gradient G, mean over the steps since the previous eval that logged it) and "
     "`refit` (▼: an eval window in which at least one layer was re-fitted); lines: mean over "
-    "seeds, bands: ± one standard error; dotted: the estimator's `threshold` parameter (a "
-    "layer whose error exceeds it at a sentinel step is re-fitted)."
+    "seeds, bands: 95% Student-t interval over seeds; dotted: the estimator's `threshold` "
+    "parameter (a layer whose error exceeds it at a sentinel step is re-fitted)."
 )
 
 
@@ -50,12 +50,13 @@ def build(res: Results, style: Style, out: Path) -> list[Section]:
             label = style.label(est, params)
             colour = style.colour(label)
             for name, n in g.groupby("name", sort=True):
-                stats = n.groupby("step")["value"].agg(["mean", "sem"])
-                se = stats["sem"].fillna(0)
+                by_step = n.groupby("step")["value"]
+                mean = by_step.mean()
+                half = by_step.agg(lambda v: half_width(v.to_numpy(float))).fillna(0)
                 line = LINE_STYLES[names.index(name) % len(LINE_STYLES)]
-                ax.plot(stats.index, stats["mean"], color=colour, ls=line, marker=".")
-                ax.fill_between(stats.index, stats["mean"] - se, stats["mean"] + se,
-                                color=colour, alpha=0.15, lw=0)  # fmt: skip
+                ax.plot(mean.index, mean, color=colour, ls=line, marker=".")
+                ax.fill_between(mean.index, mean - half, mean + half, color=colour, alpha=0.15,
+                                lw=0)  # fmt: skip
             threshold = number(parse_options(params).get("threshold", "nan"))
             if math.isfinite(threshold):
                 thresholds.add(threshold)

@@ -14,16 +14,16 @@ import pandas as pd
 
 from reports.load import KEYS, Results
 from reports.section import Section, skip
-from reports.style import Style, figure_legend, fmt, log_axis, new_figure, save
+from reports.style import Style, figure_legend, fmt, half_width, log_axis, new_figure, save
 from reports.sweeps import along_option
 
 TITLE = "Figure: final accuracy and training loss vs MLP width"
 QUESTION = "Does widening the network help or hurt each estimator?"
 SOURCE = (
     "train.csv, the last eval of each run (diverged runs left out), tasks named with "
-    "`width=` at two or more widths; points: mean over seeds, bars: ± one standard error. "
-    "Training accuracy is not recorded by the sweep: validation accuracy and the mean training "
-    "loss of the last eval window are shown instead."
+    "`width=` at two or more widths; points: mean over seeds, bars: 95% Student-t interval over "
+    "seeds. Training accuracy is not recorded by the sweep: validation accuracy and the mean "
+    "training loss of the last eval window are shown instead."
 )
 
 
@@ -33,9 +33,9 @@ def finals(train: pd.DataFrame) -> pd.DataFrame:
     return last[last["status"] != "diverged"]
 
 
-def _mean_se(values: pd.Series) -> tuple[float, float]:
-    """Mean and standard error over seeds (NaN for one seed)."""
-    return float(values.mean()), float(values.sem())
+def _mean_half(values: pd.Series) -> tuple[float, float]:
+    """Mean and 95% t-interval half-width over seeds (NaN for one seed)."""
+    return float(values.mean()), half_width(values.to_numpy(float))
 
 
 def build(res: Results, style: Style, out: Path) -> list[Section]:
@@ -59,11 +59,11 @@ def build(res: Results, style: Style, out: Path) -> list[Section]:
                 continue
             points = []
             for width, w in g.groupby("width"):
-                points.append((width, *_mean_se(w["val_acc"]), *_mean_se(w["train_loss"])))
-            x, acc, acc_se, loss, loss_se = (np.array(v) for v in zip(*points, strict=True))
+                points.append((width, *_mean_half(w["val_acc"]), *_mean_half(w["train_loss"])))
+            x, acc, acc_half, loss, loss_half = (np.array(v) for v in zip(*points, strict=True))
             kw = {"color": style.colour(label), "marker": "o", "ms": 4, "capsize": 2}
-            acc_ax.errorbar(x, acc, yerr=np.nan_to_num(acc_se), label=label, **kw)
-            loss_ax.errorbar(x, loss, yerr=np.nan_to_num(loss_se), label=label, **kw)
+            acc_ax.errorbar(x, acc, yerr=np.nan_to_num(acc_half), label=label, **kw)
+            loss_ax.errorbar(x, loss, yerr=np.nan_to_num(loss_half), label=label, **kw)
             findings.append(
                 f"On {base}, {label}'s final validation accuracy goes from {fmt(acc[0])} at width "
                 f"{fmt(x[0])} to {fmt(acc[-1])} at width {fmt(x[-1])}; its final training loss "

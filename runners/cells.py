@@ -17,9 +17,8 @@ from typing import Any, Protocol
 
 from estimators import make_estimator
 from measurements.context import Context
-from measurements.cost import FLOP_STEPS, measure_cost
+from measurements.cost import CALLS, measure_cost
 from measurements.quality import WORK_BATCHES, measure_quality
-from measurements.timing import REPEATS, WARMUP
 from measurements.train import Run, train
 from tasks import get_task
 
@@ -50,7 +49,7 @@ class Cell:
             return ctx.budget(get_task(self.task)).steps
         if self.measure == "quality":
             return 3 * (ctx.draws * 2 + WORK_BATCHES)
-        return 2 * (WARMUP + FLOP_STEPS + REPEATS + 1)
+        return CALLS
 
 
 @dataclass(frozen=True)
@@ -72,7 +71,7 @@ def run_cell(cell: Cell, ctx: Context) -> dict[str, list[dict[str, Any]]]:
     if cell.measure in ("train", "tune"):
         lr = task.lr if cell.lr is None else cell.lr
         est = make_estimator(cell.estimator)
-        run = Run(task, est, cell.seed, lr, ctx.device, ctx.steps, ctx.seconds)
+        run = Run(task, est, cell.seed, lr, ctx.device, ctx.budget(task).steps, ctx.seconds)
         result = train(run, ctx.data(task), ctx.on_step)
         if cell.measure == "tune":
             rows = {"tuning.csv": result.rows}

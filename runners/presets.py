@@ -23,7 +23,8 @@ class Preset:
         A `[grids]` table adds one spec per point of each estimator's parameter grid
         (`fg-wperp = { k = [1, 10] }` adds `fg-wperp:k=1` and `fg-wperp:k=10`).
     tune: pick each estimator's rate from its task's grid on a tuning seed before the seeds run.
-    steps: a step budget for every task (absent: each task's own).
+    steps: a step budget for every task, or a `[steps]` table of budgets by task name (absent, or
+        a task the table does not name: the task's own).
     seconds: a wall-clock cap on each training run (training steps only; absent: none).
     """
 
@@ -35,7 +36,7 @@ class Preset:
     measure: tuple[str, ...]
     draws: int
     tune: bool
-    steps: int | None = None
+    steps: int | dict[str, int] | None = None
     seconds: float | None = None
 
 

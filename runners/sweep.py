@@ -56,17 +56,18 @@ class SweepConfig:
     measure: tuple[str, ...]
     draws: int
     tune: bool
-    steps: int | None
+    steps: int | dict[str, int] | None  # every task's, or by task name
     seconds: float | None
     data_root: str | None
     download: bool
 
     def validated(self) -> SweepConfig:
         """The same configuration with canonical names, or a clear error for a bad one."""
+        steps = self.steps.values() if isinstance(self.steps, dict) else [self.steps]
         for value, flag, least in (
             (self.seeds, "--seeds", 1),
             (self.draws, "--draws", 2),
-            (self.steps, "--steps", 1),
+            *((s, "--steps", 1) for s in steps),
             (self.seconds, "--seconds", 0),
         ):
             if value is not None and value < least:

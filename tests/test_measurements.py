@@ -53,7 +53,8 @@ def test_quality_rows_for_exact_and_halved_gradients(tmp_path: Path) -> None:
     assert set(exact["checkpoint"]) == {0, 10, 20}
     assert set(exact["layer"]) == {"hidden.0", "head", "total"}
     assert exact["cosine"].to_numpy() == pytest.approx(1.0)
-    assert exact["rel_mse"].max() < 1e-20 and exact["work_mse"].to_numpy() == pytest.approx(1.0)
+    assert exact["rel_mse"].max() < 1e-20
+    assert exact["work_mse"].to_numpy() == pytest.approx(1.0, abs=0.4)  # 4 batches vs exact
     assert set(exact["cell"]) == {"quality/mlp-diabetes/backprop/seed=0"}
     half = pd.DataFrame(
         run_cell(Cell("mlp-diabetes", "test-half", 0, "quality"), ctx)["quality.csv"]

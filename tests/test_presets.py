@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from estimators import make_estimator, registry
+from measurements.budget import budget
 from measurements.train import Learner
 from runners.presets import grid_specs, load_preset, preset_names
 from runners.sweep import main
@@ -25,6 +26,18 @@ def test_quick_is_every_registered_estimator_on_the_embedded_tasks() -> None:
     assert all(registry.get(n).__module__.startswith("estimators.") for n in quick.estimators)
     assert set(quick.measure) == {"quality", "cost", "train"} and quick.seeds == 1
     assert not quick.tune
+
+
+def test_quick_bounds_training_by_steps_per_task() -> None:
+    """Each embedded task gets its own step budget (at most its own); a task the `[steps]` table
+    does not name keeps its own, and `--steps N` still replaces every task's."""
+    quick = load_preset("quick")
+    assert isinstance(quick.steps, dict) and set(quick.steps) == set(quick.tasks)
+    for name in quick.tasks:
+        task = get_task(name)
+        assert budget(task, quick.steps, quick.seconds).steps == quick.steps[name] <= task.steps
+    wide = get_task("mlp-mnist1d:width=512")
+    assert budget(wide, quick.steps).steps == wide.steps and budget(wide, 2).steps == 2
 
 
 @pytest.mark.parametrize("name", preset_names())

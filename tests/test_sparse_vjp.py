@@ -1,17 +1,15 @@
 """sparse-vjp: unbiased for every sketch and axis, gathers equal to the dense sketch, real savings.
 
-The unbiasedness statistic (`_bias_z`): for each sketched model and each layer (weight and bias
-together) project N draws on three fixed directions (the layer's exact gradient and two seeded
-Gaussian directions) and z-test the mean projection against the exact one, z = (mean - exact) /
-(sd / sqrt(N)). A case passes when max |z| is below the two-sided Bonferroni bound for
-alpha = 1e-3 over all its directions. Draw noise comes from torch.Generator seed 7, directions
-from seed 11, models and batches from torch.manual_seed(0); float64 throughout.
-"""
+The unbiasedness statistic (`tests.projections.bias_z`): for each sketched model and each layer
+(weight and bias together) project N draws on three fixed directions (the layer's exact gradient
+and two seeded Gaussian directions) and z-test the mean projection against the exact one, z = (mean
+- exact) / (sd / sqrt(N)). A case passes when max |z| is below the two-sided Bonferroni bound for
+alpha = 1e-3 over all its directions. Draw noise comes from torch.Generator seed 7, directions from
+seed 11, models and batches from torch.manual_seed(0); float64 throughout."""
 
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable
 
 import pytest
@@ -27,6 +25,7 @@ from estimators.sparse_vjp import SparseVJP
 from measurements.flops import count_flops
 from tasks.models import MLP, BagNet, ViT
 from tasks.task import cross_entropy
+from tests.projections import bias_z
 
 FAMILIES: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
     "mlp": (lambda: MLP(12, 3, width=8, depth=2), (12,)),
@@ -52,24 +51,6 @@ def _exact(model: nn.Module, batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]:
     return backprop.estimate(batch, torch.Generator()).grads
 
 
-def _bias_z(draws: dict[str, Tensor], exact: dict[str, Tensor]) -> tuple[float, float]:
-    """(max |z| over layers x directions, its Bonferroni critical value at ALPHA)."""
-    layers: dict[str, list[str]] = {}
-    for name in exact:
-        layers.setdefault(name.rsplit(".", 1)[0], []).append(name)
-    gen = torch.Generator().manual_seed(11)
-    zs = []
-    for members in layers.values():
-        g = torch.cat([exact[n].reshape(-1) for n in members])  # (d,)
-        d = torch.cat([draws[n].reshape(len(draws[n]), -1) for n in members], dim=1)  # (N, d)
-        for direction in (g, *torch.randn(2, g.numel(), generator=gen, dtype=g.dtype)):
-            s = d @ direction  # (N,)
-            se = s.std() / math.sqrt(len(s))
-            zs.append(((s.mean() - g @ direction) / se.clamp_min(1e-300)).abs().item())
-    crit = torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(1 - ALPHA / (2 * len(zs))))
-    return max(zs), crit.item()
-
-
 def _draws(family: str, spec: str) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     model, batch = _setup(family)
     est = make_estimator(spec).bind(model, cross_entropy)
@@ -82,7 +63,7 @@ def _draws(family: str, spec: str) -> tuple[dict[str, Tensor], dict[str, Tensor]
 def test_mean_of_draws_matches_exact_gradient(family: str, sketch: str, axis: str) -> None:
     """Unbiased: z-test of the mean of 2000 draws (module docstring), keep 0.5."""
     draws, exact = _draws(family, f"sparse-vjp:sketch={sketch},axis={axis},keep=0.5")
-    z, crit = _bias_z(draws, exact)
+    z, crit = bias_z(draws, exact, ALPHA)
     assert z < crit, f"max |z| = {z:.2f} >= {crit:.2f}"
 
 
@@ -96,7 +77,7 @@ def test_unscaled_mask_is_rejected(family: str, monkeypatch: pytest.MonkeyPatch)
 
     monkeypatch.setattr(sketches, "keep_uniform", unscaled)
     draws, exact = _draws(family, "sparse-vjp:sketch=uniform,axis=row,keep=0.5")
-    z, crit = _bias_z(draws, exact)
+    z, crit = bias_z(draws, exact, ALPHA)
     assert z > crit
 
 
