@@ -48,7 +48,8 @@ def cosine_cell(r: Mapping[str, Any]) -> str:
 def over_seeds(quality: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """Per group of `by`: the median of each statistic, `<stat>_min/_max` over seeds, the
     interval envelopes (`cosine_lo/hi`, `rel_mse_lo/hi`, `work_mse_lo/hi`), the largest
-    `rel_bias_se`, the Fisher-combined `bias_p` and the number of seeds."""
+    `rel_bias_se`, the lowest `work_floor`, the Fisher-combined `bias_p` and the number of
+    seeds."""
     groups = quality.groupby(by, sort=False)
     out = groups[STATS].median()
     for stat in STATS:
@@ -58,6 +59,8 @@ def over_seeds(quality: pd.DataFrame, by: list[str]) -> pd.DataFrame:
         out[lo] = groups[lo].min()
         out[hi] = groups[hi].max()
     out["rel_bias_se"] = groups["rel_bias_se"].max()
+    if "work_floor" in quality:  # the lowest no-information level: an interval reaching it is
+        out["work_floor"] = groups["work_floor"].min()  # never read as informative
     out["bias_p"] = groups["bias_p"].agg(fisher_p)
     out["seeds"] = groups["seed"].nunique()
     return out.reset_index()

@@ -24,33 +24,22 @@ from tasks import get_task
 from tasks.data import DataSource
 from tasks.models import MLP, BagNet, ViT
 from tasks.task import cross_entropy
-from tests.projections import bias_z
+from tests.projections import FAMILIES, bias_z, tiny
+from tests.threads import one_thread
 
-FAMILIES: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
-    "mlp": (lambda: MLP(12, 3, width=8, depth=2), (12,)),
-    "bagnet": (lambda: BagNet(1, 3, width=4, receptive_field=3, pointwise=1), (1, 6, 6)),
-    "vit": (lambda: ViT(4, 2, 1, 3, dim=8, depth=1, heads=2, mlp_ratio=2), (1, 4, 4)),
-}
 ALPHA = 1e-3
 DRAWS = 2000
 BATCH = 8  # fraction 0.25 keeps 2 of them: C(8, 2) = 28 possible sub-batches
 
 
 @pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """These models are tiny: extra intra-op threads only add overhead on a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def single_thread() -> Iterator[None]:
+    with one_thread():
+        yield
 
 
 def _setup(family: str, batch: int = BATCH) -> tuple[nn.Module, tuple[Tensor, Tensor]]:
-    factory, shape = FAMILIES[family]
-    torch.manual_seed(0)
-    model = factory().double()
-    x = torch.randn(batch, *shape, dtype=torch.float64)
-    return model, (x, torch.randint(0, 3, (batch,)))
+    return tiny(family, batch)
 
 
 def _exact(model: nn.Module, batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]:

@@ -17,6 +17,7 @@ from estimators.cv_predicted import CVPredicted, break_even_alignment, nominal_c
 from estimators.predictors import GradientPredictor
 from tasks.models import MLP, BagNet, ViT
 from tasks.task import cross_entropy
+from tests.threads import one_thread
 
 N, CLASSES = 12, 3  # batch size; fraction 0.75 leaves a control micro-batch of 3
 ALPHA = 0.001  # split evenly between the pooled and the per-coordinate statistic
@@ -40,12 +41,9 @@ class Bias:
 
 
 @pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """These models are tiny: extra intra-op threads only add overhead (a lot on a busy CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def single_thread() -> Iterator[None]:
+    with one_thread():
+        yield
 
 
 def _family(name: str) -> tuple[nn.Module, tuple[int, ...]]:

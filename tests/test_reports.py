@@ -407,6 +407,17 @@ def test_more_information_per_flop_needs_the_whole_interval_below_1(
     assert "scale-invariant" in index and f"0.5 [0.2, {hi}], c* 0.01" in index
 
 
+def test_an_interval_at_the_no_information_level_is_called_uninformative(tmp_path: Path) -> None:
+    """0.5 [0.2, 0.9] lies below 1, but an estimate carrying nothing about G would score 0.7 at
+    this FLOP ratio (`work_floor`): the interval reaches it, so no "more information" claim."""
+    work = {"work_mse": 0.5, "work_mse_lo": 0.2, "work_mse_hi": 0.9, "work_scale": 0.01,
+            "work_floor": 0.7}  # fmt: skip
+    folder = _one_task(tmp_path / "r", quality=dict.fromkeys(SETTINGS[1:], work))
+    index = build_reports(folder, tmp_path / "report").read_text()
+    assert "more gradient information per FLOP" not in index
+    assert "reaches the no-information level `work_floor`" in index
+
+
 def test_overlapping_cosine_intervals_name_no_closest_setting(tmp_path: Path) -> None:
     """svd k=4's cosine 0.9 [0.85, 0.95] against k=1's 0.6 widened to [0.5, 0.86]."""
     wide = {"cosine_hi": 0.86}

@@ -10,7 +10,6 @@ seed 11, models and batches from torch.manual_seed(0); float64 throughout."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 
 import pytest
 import torch
@@ -23,15 +22,9 @@ from estimators.sketches import Sketch, keep_minvar, keep_uniform, minvar_probab
 from estimators.sparse_layers import Plan, sketched
 from estimators.sparse_vjp import SparseVJP
 from measurements.flops import count_flops
-from tasks.models import MLP, BagNet, ViT
 from tasks.task import cross_entropy
-from tests.projections import bias_z
+from tests.projections import FAMILIES, bias_z, tiny
 
-FAMILIES: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
-    "mlp": (lambda: MLP(12, 3, width=8, depth=2), (12,)),
-    "bagnet": (lambda: BagNet(1, 3, width=4, receptive_field=3, pointwise=1), (1, 6, 6)),
-    "vit": (lambda: ViT(4, 2, 1, 3, dim=8, depth=1, heads=2, mlp_ratio=2), (1, 4, 4)),
-}
 COMBOS = [(s, a) for s in ("uniform", "minvar", "rank") for a in ("element", "row", "unit")
           if not (s == "rank" and a == "element")]  # fmt: skip
 ALPHA = 1e-3
@@ -39,11 +32,7 @@ DRAWS = 2000
 
 
 def _setup(family: str, batch: int = 6) -> tuple[nn.Module, tuple[Tensor, Tensor]]:
-    factory, shape = FAMILIES[family]
-    torch.manual_seed(0)
-    model = factory().double()
-    x = torch.randn(batch, *shape, dtype=torch.float64)
-    return model, (x, torch.randint(0, 3, (batch,)))
+    return tiny(family, batch)
 
 
 def _exact(model: nn.Module, batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]:

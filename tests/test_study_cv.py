@@ -22,6 +22,7 @@ from reports.cv_predicted import COST_TITLE, VAR_TITLE
 from reports.cv_vit_digits import FIG_TITLE, TAB_TITLE
 from runners import study
 from tasks import get_task
+from tests.threads import one_thread
 
 FILES = (*cv_predicted.STUDY.files, *cv_vit_digits.STUDY.files)
 TITLES = (COST_TITLE, VAR_TITLE, FIG_TITLE, TAB_TITLE)
@@ -30,13 +31,9 @@ TITLES = (COST_TITLE, VAR_TITLE, FIG_TITLE, TAB_TITLE)
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     out = tmp_path_factory.mktemp("cv") / "results"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         for name in ("cv-predicted", "cv-vit-digits"):
             study.run(name, out, torch.device("cpu"), smoke=True)
-    finally:
-        torch.set_num_threads(threads)
     yield out
 
 

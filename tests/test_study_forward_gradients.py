@@ -23,6 +23,7 @@ from measurements.studies.quality_draws import task_of
 from measurements.study import StudyError
 from reports.build import build_reports
 from runners.study import run
+from tests.threads import one_thread
 
 CPU = torch.device("cpu")
 FG, QD = get_study("forward-gradients"), get_study("quality-draws")
@@ -31,13 +32,9 @@ FG, QD = get_study("forward-gradients"), get_study("quality-draws")
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     out = tmp_path_factory.mktemp("fg")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         run("forward-gradients", out, CPU, smoke=True)
         run("quality-draws", out, CPU, smoke=True)
-    finally:
-        torch.set_num_threads(threads)
     yield out
 
 
