@@ -9,6 +9,7 @@ initialisation. (`reports/sparse.py` is another section: the keep trade-off in a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -113,24 +114,29 @@ def variance_findings(rows: pd.DataFrame) -> list[str]:
     return out
 
 
+def _section(
+    res: Results,
+    out: Path,
+    file: str,
+    name: str,
+    heading: tuple[str, str, str],
+    draw: tuple[Callable[[pd.DataFrame], str], Callable[[pd.DataFrame], list[str]]],
+) -> Section:
+    """The section of one table: skipped when the file is absent, else its table and findings."""
+    title, question, source = heading
+    rows = res.frame(file)
+    if rows is None:
+        return skip(title, question, source, f"the results hold no {file} (write it with `{HOW}`)")
+    table, findings = draw
+    text = table(rows)
+    files = [write_table(out, name, title, source, text)]
+    return Section(title, question, source, files, findings(rows), body=text)
+
+
 def build(res: Results, style: Style, out: Path) -> list[Section]:
-    sections = []
-    cost = res.frame(COST)
-    if cost is None:
-        reason = f"the results hold no {COST} (write it with `{HOW}`)"
-        sections.append(skip(COST_TITLE, COST_QUESTION, COST_SOURCE, reason))
-    else:
-        text = cost_table(cost)
-        files = [write_table(out, "sparse-vjp-cost", COST_TITLE, COST_SOURCE, text)]
-        sections.append(Section(COST_TITLE, COST_QUESTION, COST_SOURCE, files,
-                                cost_findings(cost), body=text))  # fmt: skip
-    variance = res.frame(VARIANCE)
-    if variance is None:
-        reason = f"the results hold no {VARIANCE} (write it with `{HOW}`)"
-        sections.append(skip(VAR_TITLE, VAR_QUESTION, VAR_SOURCE, reason))
-    else:
-        text = variance_table(variance)
-        files = [write_table(out, "sparse-vjp-variance", VAR_TITLE, VAR_SOURCE, text)]
-        sections.append(Section(VAR_TITLE, VAR_QUESTION, VAR_SOURCE, files,
-                                variance_findings(variance), body=text))  # fmt: skip
-    return sections
+    return [
+        _section(res, out, COST, "sparse-vjp-cost", (COST_TITLE, COST_QUESTION, COST_SOURCE),
+                 (cost_table, cost_findings)),
+        _section(res, out, VARIANCE, "sparse-vjp-variance", (VAR_TITLE, VAR_QUESTION, VAR_SOURCE),
+                 (variance_table, variance_findings)),
+    ]  # fmt: skip
