@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from reports import (
+    baselines,
     blog,
     curves,
     cv_predicted,
@@ -13,6 +14,7 @@ from reports import (
     forward_gradients,
     layers,
     lowrank_layer,
+    memory_time,
     profile,
     quality_draws,
     sparse,
@@ -32,6 +34,8 @@ Builder = Callable[[Results, Style, Path], list[Section]]
 # Sections over the sweep's tables (and the blog table), each built or skipped with a reason.
 BUILDERS: tuple[Builder, ...] = (
     tables.build,
+    baselines.build,
+    memory_time.build,
     curves.build,
     layers.build,
     subspace.build,

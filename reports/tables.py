@@ -77,7 +77,7 @@ def work_cell(r: Row) -> str:
     return f"{work}, c* {fmt(r['work_scale'])}"
 
 
-def _cost(cost: pd.DataFrame) -> pd.DataFrame:
+def cost_by_setting(cost: pd.DataFrame) -> pd.DataFrame:
     """Per setting: medians of `COST_MEDIANS`, the envelope of the time intervals, and `noisy`
     when any of its rows is."""
     groups = cost.groupby(KEYS, sort=False)
@@ -92,7 +92,7 @@ def summary(res: Results) -> pd.DataFrame:
     """One row per task and setting with every number the task tables show (NaN when absent).
 
     Quality: `reports.quality.over_seeds` at each task's last checkpoint (`layer == "total"`).
-    Cost: `cost.csv` per setting (`_cost`). Time to target: spreads over seeds, modelled
+    Cost: `cost.csv` per setting (`cost_by_setting`). Time to target: spreads over seeds, modelled
     seconds `modelled_<median|min|max>` = `step_<...>` × `step_seconds` (NaN without a cost
     row), and the speedups over backprop's medians on the same task.
     """
@@ -103,7 +103,7 @@ def summary(res: Results) -> pd.DataFrame:
         parts.append(over_seeds(end, [*KEYS, "checkpoint"]))
     cost = res.frame("cost.csv")
     if cost is not None:
-        parts.append(_cost(cost))
+        parts.append(cost_by_setting(cost))
     runs = runs_to_target(res)
     if len(runs):
         parts.append(per_setting(runs))

@@ -185,7 +185,7 @@ def _table(path: Path) -> dict[str, dict[str, str]]:
 
 FIGURES = ("accuracy-vs-time", "quality-layers-mlp-x_width_32", "quality-layers-mlp-x_width_64",
            "cosine-vs-k", "accuracy-vs-width", "target-vs-keep", "svd-projection-error",
-           "performance-profile", "blog-table")  # fmt: skip
+           "performance-profile", "blog-table", "memory-vs-time")  # fmt: skip
 
 
 def test_every_table_and_figure_is_written_and_linked(report: Path) -> None:
@@ -202,7 +202,10 @@ def test_every_table_and_figure_is_written_and_linked(report: Path) -> None:
             assert f"(tables/{task}{suffix}.md)" in index
     assert "Skipped" not in index
     assert "failed: `cost/mlp-x:width=32/broken/step`: RuntimeError: kaboom" in index
-    assert index.count("Source: ") == 2 + len(FIGURES) - 1  # two tables, one layers section
+    for task in ("mlp-x_width_32", "mlp-x_width_64"):
+        assert f"(tables/baselines-{task}.md)" in index
+    # Two task tables, two baseline tables, one layers section for two figures.
+    assert index.count("Source: ") == 4 + len(FIGURES) - 1
 
 
 def test_task_table_holds_the_hand_computed_numbers(report: Path) -> None:
@@ -272,7 +275,8 @@ def test_absent_data_gives_skip_lines_not_errors(tmp_path: Path) -> None:
     (out / "figures" / "cosine-vs-k.png").write_bytes(b"stale")
     (out / "notes.txt").write_text("mine")
     index = build_reports(folder, out).read_text()
-    assert index.count("**Skipped:**") == 7
+    assert index.count("**Skipped:**") == 9
+    assert "needs both quality.csv and cost.csv" in index and "no cost.csv" in index
     assert index.count("**Skipped:** the results hold no quality.csv rows") == 2  # layers, k
     for reason in ("two or more widths", "two or more values of `keep`",
                    "named `projection_error*`", "only one estimator setting",
