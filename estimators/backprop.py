@@ -12,8 +12,10 @@ class Backprop(GradientEstimator):
 
     Formula: g = dL/dtheta with L = mean_b l_b over the batch.
     Unbiased: yes, it is the exact batch gradient (zero variance at a fixed batch).
-    Cost: one forward and one backward pass, about 3 forward-pass units; stores every
-    activation the backward pass needs.
+    Cost: one forward and one backward pass, about 3 forward-pass units
+    (`measurements.flops.count_work`: 2.87 on mlp-mnist1d, whose first layer needs no input
+    gradient, 3.00 on vit-digits, 2.97 on bagnet-digits); the reference of every FLOP ratio.
+    Stores every activation the backward pass needs.
     Reference: Rumelhart, Hinton and Williams, "Learning representations by back-propagating
     errors", Nature 1986.
     """

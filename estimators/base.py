@@ -77,7 +77,7 @@ class GradientEstimator(ABC):
         super().__init_subclass__(**kwargs)
         if "name" in cls.__dict__:
             if not isinstance(getattr(cls, "unbiased", None), bool):
-                raise TypeError(f"estimator {cls.name}: declare `unbiased = True|False`")
+                raise TypeError(f"{cls.__qualname__}.unbiased: declare `unbiased = True|False`")
             registry.register(cls)
 
     def __init__(self, **values: Any) -> None:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.func import functional_call, vmap
+from torch.func import grad as func_grad
 
 from estimators.base import (
     Batch,
@@ -109,6 +111,19 @@ class CVPredicted(GradientEstimator):
     `alignment` = cos(g_pred(C), g_true(C)) over the trunk, `residual` =
     ||g_true(C) - beta g_pred(C)||^2 / ||g_true(C)||^2, `beta`, and `break_even` at the nominal
     kappa = 1 - 2f/3 (`python -m runners.study cv-predicted` reports it at the measured kappa too).
+    With `ratio_every` = k > 0, every k-th step that predicts (c >= 2) also logs
+    `variance_ratio` = S_r^2 / S_t^2 on the control micro-batch, the quantity the break-even
+    condition compares with q (beating SGD per unit compute needs it below q; above 1 the
+    control variate adds variance to g_true(C) alone): sample variances over C of the
+    per-example residuals r_i = t_i - beta pi_i and true trunk gradients t_i. Such a step gets
+    g_true(C) as the mean of per-example gradients (`torch.func.vmap`; equal to the batched
+    backward's up to float round-off) and predicts each of the c examples, about
+    2 c m (d_z + d_t) more FLOPs, and holds 2 c d_t more numbers. That is not cheap: counted
+    on the embedded tasks at buffer 2 a predict step costs 0.72x backprop's FLOPs on
+    mlp-mnist1d (0.54x without), 1.78x on bagnet-digits (0.50x; per-example convolution
+    gradients) and 0.51x on vit-digits (0.50x), and the predictions grow with m (at the
+    default m = 64 on mlp-mnist1d 6.5x, against 0.88x without). So it is off by default (0), a
+    measurement's tool: the FLOPs the runners count probe one step per phase and leave it out.
 
     Cost: warm-up steps as backprop (about 3 forward-pass units). Predict steps: one forward
     pass over B plus a backward pass over C, 1 + 2(1 - f) units (1.5 at f = 3/4, half of
@@ -116,25 +131,52 @@ class CVPredicted(GradientEstimator):
     size, d_t = trunk size), and every `refit_every` steps a refit of 2 m^2 d_z + m^3. Memory:
     activations for C only, plus the buffer m (d_z + d_t) and up to `refit_every` queued pairs.
 
+    Defaults (buffer 64, ridge 0.1, fitted beta): the lowest mean `variance_ratio` over the
+    embedded tasks on the grid buffer {8, 16, 32, 64} x ridge {0.01, 0.1, 1} x beta {0.5, 1,
+    fitted}, each setting training (Adam, the task's lr, seed 0) from the same 50 backprop
+    steps, the ratio averaged over predict steps 11 to 30: mlp-mnist1d 0.639, bagnet-digits
+    0.055, vit-digits 0.640 (mean 0.445; per-step sd about 0.05, 0.01, 0.10). Next: buffer 64,
+    ridge 1, beta 1: 0.645, 0.086, 0.616 (0.449); buffer 64, ridge 0.01, fitted: 0.466; the old
+    defaults (8, 1, beta 1): 0.870, 0.597, 0.878 (0.782). beta 0.5 and ridge 0.01 at beta 1
+    do worse (up to 1.42 on mlp-mnist1d: the control variate then adds variance). The ratio
+    still falls with the buffer at 64, the grid's edge; more pairs cost memory m d_t and a
+    longer warm-up. Only bagnet-digits gets below the nominal break-even ratio q = 1/3
+    (f = 3/4, kappa = 1/2): on mlp-mnist1d and vit-digits the control variate reduces the
+    variance of g_true(C) but not enough to beat SGD per unit of compute. The rule looks at
+    the ratio only, and the larger buffer costs FLOPs: a predict step (counted, refit left
+    out) is 0.883x backprop's on mlp-mnist1d (0.575x at the old defaults), 0.544x on
+    bagnet-digits (0.508x) and 0.542x on vit-digits (0.507x); at kappa = 0.883, q = 0.044 on
+    mlp-mnist1d, far below its ratio.
+
     Reference: Ciosek, Felicioni and Elenter Litwin, "Linear Gradient Prediction with Control
     Variates", arXiv:2511.05187, 2025.
     """
 
     name = "cv-predicted"
     unbiased = True
+    fraction: float
+    buffer: int
+    refit_every: int
+    ridge: float
+    beta: float
+    fit_beta: bool
+    ratio_every: int
     params = (
         Param(name="fraction", kind=float, default=0.75, low=0, high=1, high_open=True,
               help="fraction of each batch whose trunk gradient is predicted (no backward)"),
-        Param(name="buffer", kind=int, default=8, low=1, high=4096,
+        Param(name="buffer", kind=int, default=64, low=1, high=4096,
               help="control pairs the ridge predictor is fitted on (its rank)"),
         Param(name="refit_every", kind=int, default=1, low=1, high=1_000_000,
               help="steps between predictor refits"),
-        Param(name="ridge", kind=float, default=1.0, low=0, high=1e6, low_open=True,
+        Param(name="ridge", kind=float, default=0.1, low=0, high=1e6, low_open=True,
               help="ridge strength, relative to the mean squared signal norm"),
         Param(name="beta", kind=float, default=1.0, low=0, high=2,
               help="control-variate coefficient (the starting value when fit_beta)"),
-        Param(name="fit_beta", kind=bool, default=False,
+        Param(name="fit_beta", kind=bool, default=True,
               help="fit beta from past steps' moving averages"),
+        Param(name="ratio_every", kind=int, default=0, low=0, high=1_000_000,
+              help="steps between logs of variance_ratio = S_r^2 / S_t^2 on the control "
+                   "micro-batch (per-example gradients); 0: never"),
     )  # fmt: skip
 
     def make_predictor(self) -> GradientPredictor:
@@ -184,7 +226,12 @@ class CVPredicted(GradientEstimator):
         if not self.predictor.ready:
             return self._warmup(x, y, c)
         order = torch.randperm(n, generator=generator, device=generator.device).to(x.device)
-        control, true_c = self._backward(x[order[:c]], y[order[:c]])
+        xc, yc = x[order[:c]], y[order[:c]]
+        per_example = c >= 2 and self.ratio_every > 0 and self._steps % self.ratio_every == 0
+        if per_example:
+            control, true_c, signals, trunks = self._per_example(xc, yc)
+        else:
+            control, true_c = self._backward(xc, yc)
         parts = [control] if c == n else [control, self._forward(x[order[c:]], y[order[c:]])]
         whole = _mean(parts, n)
         gap = whole.signal - control.signal  # z(B) - z(C): predicts g_pred(B) - g_pred(C)
@@ -201,6 +248,8 @@ class CVPredicted(GradientEstimator):
             "beta": beta,
             "break_even": self.break_even(beta),
         }
+        if per_example:
+            diagnostics["variance_ratio"] = self._variance_ratio(signals, trunks, beta)
         feedback = _Feedback(
             pairs=[(control.signal, true_c)],
             cross=-tc_gap,
@@ -245,6 +294,29 @@ class CVPredicted(GradientEstimator):
         signal = self.head.signal(self.head.features(seen[-1].detach()), dlogits)
         flat = torch.cat([g.reshape(-1) for g in trunk])  # (d_t,)
         return _Part(len(x), loss.detach(), signal), flat
+
+    def _per_example(self, x: Tensor, y: Tensor) -> tuple[_Part, Tensor, Tensor, Tensor]:
+        """`_backward` from per-example gradients: the part, true trunk gradient (d_t,), and
+        per-example head signals (c, d_z) and trunk gradients (c, d_t)."""
+        params = {n: p.detach() for n, p in trainable_parameters(self.model).items()}
+
+        def one(p: dict[str, Tensor], x1: Tensor, y1: Tensor) -> tuple[Tensor, Tensor]:
+            loss = self.loss(functional_call(self.model, p, (x1[None],)), y1[None]).sum()
+            return loss, loss.detach()
+
+        grads, losses = vmap(func_grad(one, has_aux=True), in_dims=(None, 0, 0))(params, x, y)
+        c = len(x)
+        signals = torch.cat([grads[k].reshape(c, -1) for k in self.head.names], 1)  # (c, d_z)
+        trunks = torch.cat([grads[k].reshape(c, -1) for k in self.trunk], 1)  # (c, d_t)
+        return _Part(c, losses.mean(), signals.mean(0)), trunks.mean(0), signals, trunks
+
+    def _variance_ratio(self, signals: Tensor, trunks: Tensor, beta: float) -> float:
+        """S_r^2 / S_t^2 over a micro-batch: per-example residuals t_i - beta g_pred(z_i)
+        against the t_i themselves (sample variances; the 1/(c-1) cancels)."""
+        resid = trunks - beta * self.predictor.predict(signals)  # (c, d_t)
+        s_r = (resid - resid.mean(0)).square().sum()
+        s_t = (trunks - trunks.mean(0)).square().sum()
+        return (s_r / s_t.clamp_min(1e-300)).item()
 
     def _forward(self, x: Tensor, y: Tensor) -> _Part:
         """Forward only (no graph) over a micro-batch: loss and head signal."""

@@ -19,8 +19,11 @@ class WeightPerturbation(ForwardGradient):
     E||g_hat||^2 = (n + 2)||g||^2 for Gaussian v (n ||g||^2 for random signs), so the relative
     variance is n + 1: useless for large n, the baseline every guided guess improves on.
     Cost: about 3 forward-pass units per tangent (the primal, the activation tangent W a_dot and
-    the weight tangent v a), plus drawing 2n random numbers (direction, then its replay); no
-    activation is stored beyond the layer being computed.
+    the weight tangent v a): FLOP ratio to backprop 1.00 on mlp-mnist1d, vit-digits and
+    bagnet-digits (`measurements.flops.count_work`, one estimate at the defaults on the task's
+    batch against one backprop step), plus drawing 2n random numbers (direction, then its
+    replay): elementwise work 3.4 / 2.6 / 2.0 x backprop's. No activation is stored beyond the
+    layer being computed.
     Reference: Baydin, Pearlmutter, Syme, Wood and Torr, "Gradients without Backpropagation",
     arXiv:2202.08587, 2022.
     """

@@ -42,9 +42,12 @@ class WPerpNewtonSchulz(WPerpGuess):
     seven sketches, against 0.87 at 2 and 0.89-0.91 at 3; the trained default MLP reaches 0.9
     at 2. There it costs 0.49 s against 23.9 s for the batched SVD (`python -m runners.study
     forward-gradients:tables=ns`, `fg_ns.csv`).
-    Cost: as `fg-activity` plus (1 + 2 x iterations) products of M with k vectors per site and
-    guided layer and a few k x k products per Newton-Schulz step: O(S r in k) against the
-    SVD's O(S r in min(r, in)).
+    Cost: as `fg-activity` (about 3 forward-pass units) plus (1 + 2 x iterations) products of M
+    with k vectors per site and guided layer and a few k x k products per Newton-Schulz step:
+    O(S r in k) against the SVD's O(S r in min(r, in)). FLOP ratio to backprop 40 on
+    mlp-mnist1d, 14.8 on vit-digits, 23 on bagnet-digits (`measurements.flops.count_work`, one
+    estimate at the defaults on the task's batch against one backprop step; `fg-wperp`: 209,
+    16.6, 46).
     Reference: Wang, Markou and Campbell, "Towards Scalable Backpropagation-Free Gradient
     Estimation", 2025 (W-perp and its Newton-Schulz variant); Halko, Martinsson and Tropp,
     SIAM Review 53(2), 2011 (subspace iteration); Amsel et al., "The Polar Express",

@@ -11,6 +11,13 @@ one coordinate whose magnitude is the norm of its slice; with no axis every elem
   drawn by systematic sampling over a random order, so coordinate i is kept with probability
   exactly p_i; kept ones are scaled by 1 / p_i. When fewer than K coordinates are non-zero,
   the spare slots hold other coordinates with scale 0.
+- `outer`: `minvar`'s sampler with magnitudes m_i = ||v_i|| sqrt(||x_i||^2 + 1) for the rows
+  of an output gradient v and of the layer's input x: the norm of row i's term v_i [x_i; 1]^T of
+  the weight-and-bias gradient (a Linear's exactly; a Conv2d row's by Cauchy-Schwarz, an upper
+  bound), so the kept rows are the ones whose weight-gradient terms are large (VCAS's weight
+  sampling, Liu et al. 2024, scores rows by ||delta_i|| ||a_i|| the same way). The + 1 (the
+  bias column) keeps p_i > 0 wherever v_i != 0 even when x_i = 0, which the input gradient
+  (S v) W needs to stay unbiased. Rows only.
 - `rank`: v -> R R^T v along the axis, R (n, r) with i.i.d. entries +-1/sqrt(r), r = round(keep
   * n), so E[R R^T] = I.
 
@@ -28,7 +35,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-SKETCHES = ("uniform", "minvar", "rank")
+SKETCHES = ("uniform", "minvar", "outer", "rank")
+DIAGONAL = ("uniform", "minvar", "outer")
 
 
 @dataclass(frozen=True)
@@ -65,18 +73,27 @@ class Sketch:
         """Shape of the uniforms one draw of this sketch consumes on an axis of size n."""
         if self.kind == "uniform":
             return (n,)
-        if self.kind == "minvar":
+        if self.kind in ("minvar", "outer"):
             return (n + 1,)  # a random order of the n coordinates, then the systematic offset
         return (n, self.budget(n))
 
-    def kept(self, v: Tensor, dim: int | None, noise: Tensor) -> Kept:
-        """The kept coordinates of a diagonal sketch of v along `dim` (None: every element)."""
+    def kept(self, v: Tensor, dim: int | None, noise: Tensor, x: Tensor | None = None) -> Kept:
+        """The kept coordinates of a diagonal sketch of v along `dim` (None: every element);
+        `outer` also needs the layer input x, its rows along dim 0 matching v's."""
+        if self.kind == "outer":
+            if dim != 0 or x is None:
+                raise ValueError("the outer sketch scores rows (dim 0) and needs the layer input")
+            return self.select(outer_magnitudes(v, x), noise)
+        return self.select(magnitudes(v, dim), noise)
+
+    def select(self, mags: Tensor, noise: Tensor) -> Kept:
+        """The kept coordinates for magnitudes (n,): uniform ignores them, minvar and outer
+        keep coordinate i with probability `minvar_probabilities` of them."""
+        budget = self.budget(mags.shape[0])
         if self.kind == "uniform":
-            n = v.numel() if dim is None else v.shape[dim]
-            return keep_uniform(n, self.budget(n), noise)
-        if self.kind == "minvar":
-            mags = magnitudes(v, dim)
-            return keep_minvar(mags, self.budget(mags.shape[0]), noise)
+            return keep_uniform(mags.shape[0], budget, noise)
+        if self.kind in ("minvar", "outer"):
+            return keep_minvar(mags, budget, noise)
         raise ValueError("the rank sketch is a projection, not a set of kept coordinates")
 
     def projection(self, noise: Tensor) -> Tensor:
@@ -84,7 +101,7 @@ class Sketch:
         signs = torch.where(noise < 0.5, -1.0, 1.0).to(noise.dtype)
         return signs / noise.shape[1] ** 0.5
 
-    def apply(self, v: Tensor, dim: int | None, noise: Tensor) -> Tensor:
+    def apply(self, v: Tensor, dim: int | None, noise: Tensor, x: Tensor | None = None) -> Tensor:
         """S v as a dense tensor shaped like v (the reference the gathered products equal)."""
         if self.kind == "rank":
             if dim is None:
@@ -92,7 +109,7 @@ class Sketch:
             r = self.projection(noise)  # (n, r)
             low = torch.tensordot(r, v, dims=([0], [dim]))  # (r, rest...)
             return torch.tensordot(r, low, dims=([1], [0])).movedim(0, dim)
-        kept = self.kept(v, dim, noise)
+        kept = self.kept(v, dim, noise, x)
         n = v.numel() if dim is None else v.shape[dim]
         factor = put(kept.scale.to(v.dtype), kept.index, n)  # (n,): 1/p_i where kept, else 0
         if dim is None:
@@ -108,6 +125,18 @@ def magnitudes(v: Tensor, dim: int | None) -> Tensor:
         return v.abs().reshape(-1)
     others = [d for d in range(v.dim()) if d != dim]
     return torch.linalg.vector_norm(v, dim=others) if others else v.abs()
+
+
+def outer_magnitudes(v: Tensor, x: Tensor) -> Tensor:
+    """m_i = ||v_i|| sqrt(||x_i||^2 + 1) per row (dim 0) of an output gradient v and input x."""
+    return magnitudes(v, 0) * (magnitudes(x, 0).square() + 1).sqrt()
+
+
+def keep_support(mags: Tensor, budget: int) -> Kept:
+    """The `budget` coordinates of largest magnitude, scale 1: S v = v exactly whenever at most
+    `budget` coordinates of v are non-zero (they are all among the kept ones)."""
+    index = mags.topk(budget).indices
+    return Kept(index, torch.ones(budget, dtype=mags.dtype, device=mags.device))
 
 
 def keep_uniform(n: int, budget: int, noise: Tensor) -> Kept:

@@ -11,6 +11,11 @@ computes grad_input, grad_weight and grad_bias from the kept part only:
   elements, so this axis saves no compute; it is there to compare variances.
 - sketch `rank` (row or unit axis): the axis is projected to r = keep * n dimensions by R and
   the products run at that size; R is applied back afterwards.
+- sketch `outer` (row axis): rows are scored with the layer's input too (`sketches.Sketch`).
+- a `shared` plan (row axis): the layer draws nothing; the estimator has already zeroed the
+  output gradient of all but K examples (one subset for the whole step, scaled once, see
+  `sparse_vjp.SparseVJP`), so the layer gathers the K x (rows per example) rows of largest norm,
+  which hold every non-zero row, and applies them unscaled: S g = g exactly, at keep's cost.
 The backward draws nothing: its randomness is a `noise` tensor given to `apply`, so a draw is
 reproducible and `torch.func.vmap` can run many draws at once (one noise tensor per draw).
 
@@ -33,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from estimators.routing import check_plain, routed
-from estimators.sketches import Sketch, put, take
+from estimators.sketches import DIAGONAL, Kept, Sketch, keep_support, magnitudes, put, take
 
 AXES = ("element", "row", "unit")
 
@@ -49,12 +54,20 @@ class Plan:
 
     sketch: Sketch
     axis: str
+    shared: bool = False
 
     def __post_init__(self) -> None:
         if self.axis not in AXES:
             raise ValueError(f"unknown axis {self.axis!r}; valid: {', '.join(AXES)}")
         if self.sketch.kind == "rank" and self.axis == "element":
             raise ValueError("the rank sketch projects rows or units; axis=element is undefined")
+        if self.sketch.kind == "outer" and self.axis != "row":
+            raise ValueError("the outer sketch scores rows; it needs axis=row")
+        if self.shared and (self.axis != "row" or self.sketch.kind not in DIAGONAL):
+            raise ValueError(
+                "a shared sketch keeps whole examples: axis=row, a diagonal sketch "
+                "(share=false for independent per-layer sketches)"
+            )
 
     @property
     def dim(self) -> int | None:
@@ -63,24 +76,37 @@ class Plan:
 
     def noise_shape(self, out_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Uniforms one draw needs for a canonical output-gradient shape."""
+        if self.shared:
+            return (0,)  # the estimator draws the step's one subset
         n = math.prod(out_shape) if self.dim is None else out_shape[self.dim]
         return self.sketch.noise_shape(n)
 
 
 def sketched_vjp(
-    plan: Plan, noise: Tensor, g: Tensor, x: Tensor, w: Tensor, vjp: DenseVJP, needs: Needs
+    plan: Plan,
+    noise: Tensor,
+    g: Tensor,
+    x: Tensor,
+    w: Tensor,
+    vjp: DenseVJP,
+    needs: Needs,
+    examples: int | None = None,
 ) -> Grads:
     """(grad_input, grad_weight, grad_bias) of a layer for the sketched output gradient S g.
 
     g (N, out, ...) and x (N, in, ...) are canonical: rows first, units/channels second; `vjp`
-    is the layer's dense VJP. Kept slices are gathered, so the dense work scales with keep.
+    is the layer's dense VJP; `examples` is how many examples the N rows belong to (N for
+    rows that are examples, B for the B x T tokens of a sequence). Kept slices are gathered,
+    so the dense work scales with keep.
     """
     need_x, need_w, need_b = needs
     if plan.sketch.kind == "rank":
         return _rank_vjp(plan, noise, g, x, w, vjp, needs)
     if plan.dim is None:
         return vjp(plan.sketch.apply(g, None, noise), x, w, needs)
-    kept = plan.sketch.kept(g, plan.dim, noise)
+    kept = (
+        _shared_rows(plan, g, examples) if plan.shared else plan.sketch.kept(g, plan.dim, noise, x)
+    )
     gk = take(g, plan.dim, kept.index) * _along(kept.scale.to(g.dtype), plan.dim, g.dim())
     if plan.dim == 0:
         gx_k, gw, gb = vjp(gk, take(x, 0, kept.index), w, needs)  # K rows
@@ -90,6 +116,13 @@ def sketched_vjp(
     gw = put(gw_k, kept.index, w.shape[0]) if need_w else None
     gb = put(gb_k, kept.index, g.shape[1]) if need_b else None
     return gx, gw, gb
+
+
+def _shared_rows(plan: Plan, g: Tensor, examples: int | None) -> Kept:
+    """The rows of the step's kept examples: K = budget(examples) examples' rows, by norm."""
+    rows = g.shape[0]
+    per_example = rows // (examples or rows)
+    return keep_support(magnitudes(g, 0), plan.sketch.budget(rows // per_example) * per_example)
 
 
 def _rank_vjp(
@@ -179,7 +212,16 @@ class SketchedLinear(torch.autograd.Function):
         x, weight, noise, needs = _saved(ctx)
         rows_g = g.reshape(-1, g.shape[-1])  # (N, out)
         rows_x = x.reshape(-1, x.shape[-1])  # (N, in)
-        gx, gw, gb = sketched_vjp(ctx.plan, noise, rows_g, rows_x, weight, _linear_vjp, needs)
+        gx, gw, gb = sketched_vjp(
+            ctx.plan,
+            noise,
+            rows_g,
+            rows_x,
+            weight,
+            _linear_vjp,
+            needs,
+            len(x) if x.dim() > 1 else 1,
+        )
         return (None if gx is None else gx.reshape(x.shape)), gw, gb, None, None
 
 

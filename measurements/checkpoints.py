@@ -14,7 +14,9 @@ yardstick. A file written before the spread was kept gets it computed and is sav
 
 from __future__ import annotations
 
+import os
 import re
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -141,7 +143,8 @@ def trajectory(
             for step, params in snapshots.items()
         }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    # a name of its own: workers writing the same checkpoint never race (the last rename wins)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     torch.save({step: asdict(c) for step, c in points.items()}, tmp)
     tmp.replace(path)
     return points

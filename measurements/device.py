@@ -13,14 +13,28 @@ class DeviceError(ValueError):
 
 
 def resolve_device(name: str) -> torch.device:
-    """`auto` picks CUDA when present, else the CPU; `cuda` without a GPU is an error."""
+    """`auto` picks CUDA when present, else the CPU; `cuda` or `cuda:N` without that GPU is an
+    error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise DeviceError("--device cuda was asked for but torch sees no CUDA device; use cpu")
-    if name not in ("cpu", "cuda"):
-        raise DeviceError(f"unknown device {name!r}; valid: auto, cpu, cuda")
+    index = name.removeprefix("cuda:")
+    if name not in ("cpu", "cuda") and not (index != name and index.isdigit()):
+        raise DeviceError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DeviceError(f"--device {name} was asked for but torch sees no CUDA device; use cpu")
+    if index != name and int(index) >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise DeviceError(f"--device {name}: torch sees {count} CUDA devices (cuda:0..{count - 1})")
     return torch.device(name)
+
+
+def set_precision(tf32: bool) -> dict[str, bool]:
+    """The float32 policy on CUDA: TensorFloat-32 for matmuls and cuDNN convolutions only when
+    `tf32` (off by default, so that an unbiased estimator is not charged with TF32's rounding as
+    bias); returns the policy for the manifest."""
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    return {"tf32": tf32}
 
 
 def use_available_cores() -> int:

@@ -7,8 +7,13 @@ once, from `train.csv` / `tuning.csv` rows.
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 MANIFEST = "manifest.json"
@@ -38,6 +43,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
                  "time_ratio", "time_ratio_lo", "time_ratio_hi", "aa_ratio", "pairs", "noisy",
                  "prime_flops", "prime_seconds", "peak_bytes", "memory_ratio", "cell"),
 }  # fmt: skip
+# The scaling cells' rows: a cost row with the model family, its size axis and the size.
+COLUMNS["scaling.csv"] = ("family", "axis", "size", *COLUMNS["cost.csv"])
 
 # The studies' tables (`python -m runners.study`), not one row per task and estimator setting.
 BLOG_COLUMNS: tuple[str, ...] = (
@@ -122,3 +129,117 @@ def best_rate(runs: Mapping[float, Sequence[Mapping[Any, Any]]], target: float) 
     return min(
         runs, key=lambda lr: (to_target(runs[lr], target)["seconds"], -final_accuracy(runs[lr]))
     )
+
+
+# Integrity: the manifest records, for each done cell, its rows in each table it wrote (count and
+# a digest of their text), so that a results folder can be checked against it (`audit`).
+def row_text(fields: Sequence[str]) -> str:
+    """One table row as the sweep writes it (CSV, minimal quoting, "\\n" ending)."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(fields)
+    return buffer.getvalue()
+
+
+def tally(rows: Sequence[str]) -> dict[str, Any]:
+    """What the manifest records of a cell's rows in one table: their count and digest."""
+    digest = hashlib.sha256("".join(rows).encode()).hexdigest()[:16]
+    return {"count": len(rows), "digest": digest}
+
+
+def manifest_problem(manifest: object) -> str | None:
+    """What is wrong with the shape of a parsed `manifest.json` (None when it is sound)."""
+    if not isinstance(manifest, dict):
+        return f"it is a JSON {type(manifest).__name__}, not an object"
+    for key in ("config", "cells"):
+        if key not in manifest:
+            return f"it lacks {key!r}"
+        if not isinstance(manifest[key], dict):
+            return f"its {key!r} is a {type(manifest[key]).__name__}, not an object"
+    for key, cell in manifest["cells"].items():
+        if not isinstance(cell, dict) or not isinstance(cell.get("status"), str):
+            return f"cell {key!r} has no status"
+        if not isinstance(cell.get("rows", {}), dict):
+            return f"cell {key!r} has malformed row counts"
+    return None
+
+
+@dataclass
+class Audit:
+    """How a results folder's sweep tables (`COLUMNS`) agree with its manifest.
+
+    torn: tables whose last row was cut off mid-write (no final newline): that row is partial.
+    unfinished: cells not marked done that have rows (left by an interruption between a cell's
+        table writes and its manifest entry, which is always written last).
+    damaged: done cells whose rows differ from what the manifest recorded (missing, extra or
+        changed rows).
+    problems: what no re-run can repair (unreadable tables, rows of unknown cells), one line each.
+    """
+
+    torn: list[str] = field(default_factory=list)
+    unfinished: set[str] = field(default_factory=set)
+    damaged: set[str] = field(default_factory=set)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def sound(self) -> bool:
+        return not (self.torn or self.unfinished or self.damaged or self.problems)
+
+    def summary(self) -> str:
+        """One line saying what is wrong ("" when sound)."""
+        parts = [f"{file}: last row cut off mid-write" for file in self.torn]
+        for what, cells in (
+            ("done cells whose rows disagree with the manifest", self.damaged),
+            ("unfinished cells with rows", self.unfinished),
+        ):
+            if cells:
+                parts.append(f"{len(cells)} {what} (e.g. {min(cells)})")
+        return "; ".join(self.problems[:1] + parts)
+
+
+def read_table(text: str) -> tuple[list[list[str]], bool]:
+    """A table's records (header first) and whether its last row was cut off mid-write."""
+    torn = bool(text) and not text.endswith("\n")
+    whole = text[: text.rfind("\n") + 1] if torn else text
+    return list(csv.reader(io.StringIO(whole))), torn
+
+
+def audit(folder: Path, manifest: Mapping[str, Any]) -> Audit:
+    """Check every sweep table in `folder` against `manifest` (of a sound shape); reads only."""
+    found = Audit()
+    cells: Mapping[str, Mapping[str, Any]] = manifest["cells"]
+    for file, columns in COLUMNS.items():
+        path = folder / file
+        try:
+            text = path.read_bytes().decode() if path.exists() else None
+        except UnicodeDecodeError as exc:
+            found.problems.append(f"{path} is not UTF-8 text (byte {exc.start})")
+            continue
+        rows: dict[str, list[str]] = {}
+        if text is not None:
+            records, torn = read_table(text)
+            if torn:
+                found.torn.append(file)
+            if not records or tuple(records[0]) != columns:
+                found.problems.append(f"{path} has a header that is not the schema's {file}")
+                continue
+            for line, record in enumerate(records[1:], start=2):
+                if len(record) != len(columns):
+                    found.problems.append(
+                        f"{path} line {line} has {len(record)} fields, not {len(columns)}"
+                    )
+                    break
+                rows.setdefault(record[-1], []).append(row_text(record))
+        unknown = sorted(set(rows) - set(cells))
+        if unknown:
+            found.problems.append(
+                f"{path} holds rows of {len(unknown)} cells the manifest does not list "
+                f"(e.g. {unknown[0]!r})"
+            )
+        for key, cell in cells.items():
+            if cell["status"] != "done":
+                found.unfinished |= {key} if key in rows else set()
+            elif "rows" in cell:  # manifests written before row counts: not checked
+                want = cell["rows"].get(file)
+                if (want or None) != (tally(rows[key]) if key in rows else None):
+                    found.damaged.add(key)
+    return found

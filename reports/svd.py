@@ -2,9 +2,11 @@
 
 Reads the `diagnostics.csv` rows of any estimator that logs names starting with
 `projection_error` (svd-subspace logs `projection_error`, the gradient-norm-weighted error of
-its layers, and `projection_error_max`, the worst layer's), and `refit` (layers re-fitted at a
-sentinel step). Diagnostics are means over the steps that logged them since the previous eval,
-so a re-fit is placed at the eval that closes its window, not at its exact step.
+its layers, and `projection_error_max`, the worst layer's), `refit` (layers re-fitted at a
+sentinel step) and `threshold` (the layers' mean re-fit threshold, calibrated on the warm-up;
+older results without it fall back to a `threshold` parameter). Diagnostics are means over the
+steps that logged them since the previous eval, so a re-fit is placed at the eval that closes
+its window, not at its exact step.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ SOURCE = (
     "diagnostics.csv, names starting with `projection_error` (||G - G P P^T|| / ||G|| of the "
     "exact gradient G, mean over the steps since the previous eval that logged it) and "
     "`refit` (▼: an eval window in which at least one layer was re-fitted); lines: mean over "
-    "seeds, bands: 95% Student-t interval over seeds; dotted: the estimator's `threshold` "
-    "parameter (a layer whose error exceeds it at a sentinel step is re-fitted)."
+    "seeds, bands: 95% Student-t interval over seeds; dotted: the mean over layers and seeds of "
+    "the re-fit threshold (diagnostic `threshold`: the warm-up's held-out projection error plus "
+    "the `margin` parameter; a layer whose error exceeds its own threshold at a sentinel step is "
+    "re-fitted), or the `threshold` parameter of older results."
 )
 
 
@@ -57,7 +61,17 @@ def build(res: Results, style: Style, out: Path) -> list[Section]:
                 ax.plot(mean.index, mean, color=colour, ls=line, marker=".")
                 ax.fill_between(mean.index, mean - half, mean + half, color=colour, alpha=0.15,
                                 lw=0)  # fmt: skip
-            threshold = number(parse_options(params).get("threshold", "nan"))
+            logged = diag[
+                (diag["task"] == task)
+                & (diag["estimator"] == est)
+                & (diag["params"] == params)
+                & (diag["name"] == "threshold")
+            ]["value"]
+            threshold = (
+                float(logged.mean())
+                if len(logged)
+                else number(parse_options(params).get("threshold", "nan"))
+            )
             if math.isfinite(threshold):
                 thresholds.add(threshold)
                 ax.axhline(threshold, color="grey", ls=":", lw=1)

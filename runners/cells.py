@@ -1,7 +1,8 @@
 """Cells: independent units of a sweep, and the executor that runs them.
 
 A cell is one task x estimator (with parameters) x seed x measurement: `train` (to target at a
-given rate), `tune` (one rate of the tuning grid, on the tuning seed), `quality` or `cost`.
+given rate), `tune` (one rate of the tuning grid, on the tuning seed), `quality`, `cost` or
+`scaling` (a cost cell on one size of a model family; `axis` names the size option).
 Running it returns the rows it adds to each results file, each row tagged with the cell's key.
 The executor only maps cells to outcomes, so another one (a cluster queue, say) can replace
 `LocalExecutor` without touching the measurements.
@@ -19,10 +20,11 @@ from estimators import make_estimator
 from measurements.context import Context
 from measurements.cost import CALLS, measure_cost
 from measurements.quality import WORK_BATCHES, measure_quality
+from measurements.scaling import measure_scaling
 from measurements.train import Run, train
 from tasks import get_task
 
-MEASUREMENTS = ("train", "quality", "cost")
+MEASUREMENTS = ("train", "quality", "cost", "scaling")
 TUNE_SEED = 1000  # the tuning seed, kept apart from the evaluation seeds 0..S-1
 
 
@@ -33,13 +35,14 @@ class Cell:
     task: str
     estimator: str  # estimator spec, e.g. "backprop" or "fg-wperp:k=10"
     seed: int
-    measure: str  # train | tune | quality | cost
+    measure: str  # train | tune | quality | cost | scaling
     lr: float | None = None  # train/tune: the rate (None: the task's default)
+    axis: str | None = None  # scaling: the model option that is the size axis
 
     @property
     def key(self) -> str:
         tail = f"lr={self.lr:g}" if self.measure == "tune" else f"seed={self.seed}"
-        if self.measure == "cost":
+        if self.measure in ("cost", "scaling"):
             tail = "step"
         return f"{self.measure}/{self.task}/{self.estimator}/{tail}"
 
@@ -59,6 +62,7 @@ class Outcome:
     rows: dict[str, list[dict[str, Any]]]
     seconds: float
     error: str | None = None
+    runner: str = "local"  # where it ran: local (alone), pool:N (shared with N-1), slurm:JOB
 
     @property
     def status(self) -> str:
@@ -81,6 +85,8 @@ def run_cell(cell: Cell, ctx: Context) -> dict[str, list[dict[str, Any]]]:
         rows = {"quality.csv": measure_quality(task, cell.estimator, cell.seed, ctx)}
     elif cell.measure == "cost":
         rows = {"cost.csv": measure_cost(task, cell.estimator, ctx)}
+    elif cell.measure == "scaling" and cell.axis:
+        rows = {"scaling.csv": measure_scaling(cell.task, cell.axis, cell.estimator, ctx)}
     else:
         raise ValueError(f"unknown measurement {cell.measure!r}; valid: {', '.join(MEASUREMENTS)}")
     return {file: [{**row, "cell": cell.key} for row in r] for file, r in rows.items()}

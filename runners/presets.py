@@ -7,12 +7,14 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
+from typing import Any
 
 from estimators import registry
 
 
 class PresetError(ValueError):
-    """An unknown preset name."""
+    """An unknown preset name, or a preset file that is not TOML of the preset's form."""
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,9 @@ class Preset:
     steps: a step budget for every task, or a `[steps]` table of budgets by task name (absent, or
         a task the table does not name: the task's own).
     seconds: a wall-clock cap on each training run (training steps only; absent: none).
+    scaling: model families for the `scaling` measurement, a `[scaling]` table of model options
+        by task, one of them a list of sizes (`mlp-mnist1d = { depth = [4], width = [128, 512] }`;
+        `measurements.scaling`).
     """
 
     name: str
@@ -38,6 +43,7 @@ class Preset:
     tune: bool
     steps: int | dict[str, int] | None = None
     seconds: float | None = None
+    scaling: dict[str, dict[str, list[object]]] | None = None
 
 
 def _folder() -> resources.abc.Traversable:
@@ -51,11 +57,68 @@ def preset_names() -> list[str]:
     )
 
 
+# Each key of a preset file: the types it may have, and what the error says it wants.
+_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
+    "description": ((str,), "a string"),
+    "tasks": ((list,), "a list of task names"),
+    "estimators": ((list, str), 'a list of estimator specs or "all"'),
+    "seeds": ((int,), "an integer"),
+    "measure": ((list,), "a list of measurements"),
+    "draws": ((int,), "an integer"),
+    "tune": ((bool,), "true or false"),
+    "steps": ((int, dict), "an integer or a table of integers by task"),
+    "seconds": ((int, float), "a number"),
+    "grids": ((dict,), "a table of parameter grids by estimator"),
+    "scaling": ((dict,), "a table of model families by task (measurements.scaling)"),
+}
+_OPTIONAL = ("steps", "seconds", "grids", "scaling")
+
+
+def _read(name: str) -> tuple[str, dict[str, Any]]:
+    """A preset's name and TOML data: a shipped preset, or a `.toml` file given by path."""
+    if name.endswith(".toml"):
+        try:
+            text = Path(name).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PresetError(f"cannot read preset file {name}: {exc}") from None
+        name = Path(name).stem
+    elif name in preset_names():
+        text = (_folder() / f"{name}.toml").read_text()
+    else:
+        raise PresetError(
+            f"unknown preset {name!r}; valid: {', '.join(preset_names())} (or a FILE.toml)"
+        )
+    try:
+        return name, tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PresetError(f"preset {name} is not valid TOML: {exc}") from None
+
+
+def _check(name: str, data: Mapping[str, object]) -> None:
+    """Raise `PresetError` for a missing key or a value of the wrong type (other keys are
+    for the measurements that read them)."""
+    for key, (types, wants) in _KEYS.items():
+        if key not in data:
+            if key not in _OPTIONAL:
+                raise PresetError(f"preset {name} lacks {key!r} ({wants})")
+            continue
+        value = data[key]
+        bad = not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
+        if isinstance(value, list):
+            bad |= not all(isinstance(v, str) for v in value)
+        if isinstance(value, dict):
+            inner = (int,) if key == "steps" else (dict,)
+            bad |= not all(isinstance(v, inner) and not isinstance(v, bool) for v in value.values())
+        if isinstance(value, str) and key == "estimators":
+            bad |= value != "all"
+        if bad:
+            raise PresetError(f"preset {name}: {key!r} must be {wants}, got {value!r}"[:200])
+
+
 def load_preset(name: str) -> Preset:
-    """Read preset `name`."""
-    if name not in preset_names():
-        raise PresetError(f"unknown preset {name!r}; valid: {', '.join(preset_names())}")
-    data = tomllib.loads((_folder() / f"{name}.toml").read_text())
+    """Read preset `name` (or the preset file `name`, ending in `.toml`)."""
+    name, data = _read(name)
+    _check(name, data)
     estimators = data["estimators"]
     listed = list(registry.shipped_names() if estimators == "all" else estimators)
     return Preset(
@@ -69,6 +132,7 @@ def load_preset(name: str) -> Preset:
         tune=bool(data["tune"]),
         steps=data.get("steps"),
         seconds=data.get("seconds"),
+        scaling=data.get("scaling"),
     )
 
 

@@ -27,6 +27,7 @@ from measurements.device import DeviceError, describe, resolve_device, use_avail
 from measurements.schema import MANIFEST
 from measurements.studies import MODULES, get_study
 from measurements.study import StudyError, study_name
+from tasks.boundary import Parser, run_command
 
 
 def _now() -> str:
@@ -38,9 +39,10 @@ def _manifest(out: Path) -> dict[str, Any]:
     if out.exists() and not out.is_dir():
         raise store.ResultsError(f"{out} is a file, not a results folder; choose another --out")
     if (out / MANIFEST).exists():
-        return store.open_existing(out)
+        return store.open_existing(out)[0]
     if out.exists() and any(out.iterdir()):
         raise store.ResultsError(f"{out} holds files that are not a results folder's")
+    store.check_creatable(out)
     return {"config": {"tasks": []}, "cells": {}}
 
 
@@ -67,31 +69,36 @@ def run(spec: str, out: Path, device: torch.device, smoke: bool) -> dict[str, in
     return {file: len(rows.get(file, [])) for file in study.files}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m runners.study", description=__doc__)
+def parser() -> Parser:
+    """The command line (`--debug` included; errors are one line)."""
+    parser = Parser(prog="python -m runners.study", description=__doc__)
     parser.add_argument("study", nargs="?", help="NAME or NAME:key=value,... (see --list)")
     parser.add_argument("--list", action="store_true", help="list the studies and exit")
     parser.add_argument("--out", type=Path, default=Path("results") / "studies")
     parser.add_argument("--smoke", action="store_true", help="the study's tiny settings")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: all cores)")
-    args = parser.parse_args(argv)
-    try:
-        if args.list or not args.study:
-            for name in sorted(MODULES):
-                study = get_study(name)
-                print(f"{name:22} {study.summary}")
-            return 0
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        else:
-            use_available_cores()
-        counts = run(args.study, args.out, resolve_device(args.device), args.smoke)
-        print(f"\nresults: {args.out} ({', '.join(f'{f}: {n} rows' for f, n in counts.items())})")
-    except (StudyError, DeviceError, store.ResultsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return parser
+
+
+def study(args: argparse.Namespace) -> int:
+    if args.list or not args.study:
+        for name in sorted(MODULES):
+            print(f"{name:22} {get_study(name).summary}")
+        return 0
+    if args.threads is not None and args.threads < 1:
+        raise StudyError(f"--threads must be >= 1, got {args.threads}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    else:
+        use_available_cores()
+    counts = run(args.study, args.out, resolve_device(args.device), args.smoke)
+    print(f"\nresults: {args.out} ({', '.join(f'{f}: {n} rows' for f, n in counts.items())})")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(parser(), study, (StudyError, DeviceError, store.ResultsError), argv)
 
 
 if __name__ == "__main__":

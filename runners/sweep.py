@@ -5,15 +5,21 @@
     python -m runners.sweep --preset full --out results/full
     python -m runners.sweep --resume --out results/full      # after an interruption
 
-Bad input (unknown names, out-of-range parameters, a missing data root, an occupied or corrupt
-results folder) prints one line naming the problem and the valid choices and exits with status 2.
+Bad input (a malformed flag, unknown names, out-of-range parameters, a broken preset or outside
+estimator, missing or malformed data, an occupied, uncreatable or corrupt results folder) prints
+one line naming the problem (and the valid choices) and exits with status 2; Ctrl-C or SIGTERM
+keeps the finished cells and prints the `--resume` command (exit 130 / 143). `--resume` checks
+the tables against the manifest's row counts and runs again exactly the cells whose rows are
+missing, extra or changed (`measurements.store.repair`), saying so in one line.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.metadata
 import platform
+import shlex
 import subprocess
 import sys
 from dataclasses import asdict, astuple, dataclass
@@ -23,20 +29,28 @@ from typing import Any
 import numpy
 import pandas as pd
 import torch
-import torchvision
 from tqdm import tqdm
 
-from estimators import EstimatorError, make_estimator
+from estimators import EstimatorError, make_estimator, registry
 from measurements import store as results
 from measurements.budget import budget
 from measurements.context import Context
-from measurements.device import DeviceError, describe, resolve_device, use_available_cores
+from measurements.device import (
+    DeviceError,
+    describe,
+    resolve_device,
+    set_precision,
+    use_available_cores,
+)
+from measurements.scaling import sized_tasks
 from measurements.schema import best_rate
-from runners.cells import MEASUREMENTS, TUNE_SEED, Cell, LocalExecutor
+from runners import executors
+from runners.cells import MEASUREMENTS, TUNE_SEED, Cell, Executor, LocalExecutor
 from runners.listing import listing
 from runners.presets import PresetError, load_preset
 from runners.progress import Progress
 from tasks import Task, TaskError, get_task
+from tasks.boundary import Interrupted, Parser, run_command
 from tasks.data import DataSource
 
 USER_ERRORS = (
@@ -60,6 +74,7 @@ class SweepConfig:
     seconds: float | None
     data_root: str | None
     download: bool
+    scaling: dict[str, dict[str, list[object]]] | None = None  # the scaling families
 
     def validated(self) -> SweepConfig:
         """The same configuration with canonical names, or a clear error for a bad one."""
@@ -75,22 +90,28 @@ class SweepConfig:
         for m in self.measure:
             if m not in MEASUREMENTS:
                 raise TaskError(f"unknown measurement {m!r}; valid: {', '.join(MEASUREMENTS)}")
+        if "scaling" in self.measure:
+            if not self.scaling:
+                raise TaskError("the scaling measurement needs a [scaling] table in the preset")
+            sized_tasks(self.scaling)  # a clear error for a bad table before anything runs
         tasks = tuple(dict.fromkeys(get_task(t).name for t in self.tasks))
         specs = tuple(dict.fromkeys(make_estimator(s).spec for s in self.estimators))
         return SweepConfig(**{**asdict(self), "tasks": tasks, "estimators": specs})
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+def parser() -> Parser:
+    """The command line (`--debug` included; errors are one line)."""
+    parser = Parser(
         prog="python -m runners.sweep",
         description="Sweep gradient estimators over tasks and seeds (see docs/protocol.md).",
     )
     add = parser.add_argument
     add("--list", action="store_true", help="list estimators, tasks and presets, then exit")
-    add("--preset", help="named configuration (default: quick)")
+    add("--preset", help="named configuration or a FILE.toml of the same form (default: quick)")
     add("--tasks", nargs="+", help="task names, optionally with model options (NAME:width=512)")
     add("--estimators", nargs="+",
-        help="NAME, NAME:key=value,..., or package.module:Class[:key=value,...]")  # fmt: skip
+        help="NAME, NAME:key=value,..., or module:Class[:key=value,...] (an estimator class "
+             "importable from the current directory)")  # fmt: skip
     add("--seeds", type=int, help="evaluation seeds 0..N-1 (default: the preset's)")
     add("--measure", help=f"comma-separated subset of {','.join(MEASUREMENTS)}")
     add("--draws", type=int, help="estimates drawn per checkpoint for quality (default: preset's)")
@@ -100,13 +121,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         help="wall-clock cap on each training run in seconds, 0 for none (default: preset's)",
     )
-    add("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    add("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+    add("--tf32", action="store_true", help="allow TensorFloat-32 in CUDA matmuls and convolutions")
     add("--out", type=Path, help="results folder (default: results/<preset>)")
     add("--data-root", type=Path, help="folder holding MNIST / Fashion-MNIST / CIFAR-10")
     add("--download", action="store_true", help="download missing data sets into --data-root")
     add("--resume", action="store_true", help="finish the sweep in --out, skipping done cells")
     add("--no-reports", action="store_true", help="do not build reports/<name>/ at the end")
-    return parser.parse_args(argv)
+    executors.add_flags(parser)
+    return parser
 
 
 def resolve(args: argparse.Namespace) -> SweepConfig:
@@ -124,11 +147,12 @@ def resolve(args: argparse.Namespace) -> SweepConfig:
         seconds=(args.seconds or None) if args.seconds is not None else preset.seconds,
         data_root=str(args.data_root) if args.data_root else None,
         download=args.download,
+        scaling=preset.scaling,
     ).validated()
 
 
 def first_stage(config: SweepConfig) -> list[Cell]:
-    """Cells that depend on nothing: quality, cost and (when tuning) the rate grid."""
+    """Cells that depend on nothing: quality, cost, scaling and (when tuning) the rate grid."""
     cells = []
     for task in config.tasks:
         for spec in config.estimators:
@@ -138,6 +162,9 @@ def first_stage(config: SweepConfig) -> list[Cell]:
                 cells.append(Cell(task, spec, 0, "cost"))
             if "train" in config.measure and config.tune:
                 cells += [Cell(task, spec, TUNE_SEED, "tune", lr) for lr in get_task(task).lr_grid]
+    if "scaling" in config.measure and config.scaling:
+        for task, axis in sized_tasks(config.scaling):
+            cells += [Cell(task, spec, 0, "scaling", axis=axis) for spec in config.estimators]
     return cells
 
 
@@ -175,7 +202,7 @@ def environment(device: torch.device, threads: int) -> dict[str, Any]:
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        "torchvision": importlib.metadata.version("torchvision"),
         "numpy": numpy.__version__,
         "platform": platform.platform(),
         "device": str(device),
@@ -204,14 +231,37 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
-def _open(args: argparse.Namespace) -> tuple[SweepConfig, Path, dict[str, Any], set[str]]:
-    """Configuration, folder, manifest and done cells: a new sweep's, or the one resumed."""
+def outside_imports(config: SweepConfig) -> dict[str, str]:
+    """Estimators not shipped with the package, by name: the import path that loads each."""
+    classes = (registry.parse_spec(spec)[0] for spec in config.estimators)
+    shipped = set(registry.shipped_names())
+    return {cls.name: registry.import_path(cls) for cls in classes if cls.name not in shipped}
+
+
+def reimport(imports: object, out: Path) -> None:
+    """Load the outside estimators a resumed sweep used (`manifest["imports"]`)."""
+    if not isinstance(imports, dict):
+        raise results.ResultsError(f"{out}/manifest.json is corrupt: 'imports' is not an object")
+    for name, path in imports.items():
+        if name not in registry.names():
+            try:
+                registry.load_path(str(path))
+            except EstimatorError as exc:
+                raise EstimatorError(f"cannot resume {out}: {exc}") from None
+
+
+def _open(
+    args: argparse.Namespace,
+) -> tuple[SweepConfig, Path, dict[str, Any], set[str], results.Audit | None]:
+    """Configuration, folder, manifest, done cells and (resuming) how the tables agree with the
+    manifest: a new sweep's, or the one resumed. Reads only; nothing is written yet."""
     if args.resume:
         given = [f"--{f.replace('_', '-')}" for f in SELECTION if getattr(args, f) is not None]
         if given:
             raise TaskError(f"--resume takes its configuration from the manifest; drop {given[0]}")
         out = args.out or Path("results") / "quick"
-        manifest = results.open_existing(out)
+        manifest, found = results.open_existing(out)
+        reimport(manifest.get("imports", {}), out)
         try:
             stored: dict[str, Any] = {
                 k: tuple(v) if isinstance(v, list) else v for k, v in manifest["config"].items()
@@ -219,35 +269,78 @@ def _open(args: argparse.Namespace) -> tuple[SweepConfig, Path, dict[str, Any], 
             config = SweepConfig(**stored).validated()
         except TypeError as exc:
             raise results.ResultsError(f"{out}/manifest.json is corrupt: {exc}") from None
-        done = {k for k, c in manifest["cells"].items() if c.get("status") == "done"}
-        return config, out, manifest, done
+        done = {k for k, c in manifest["cells"].items() if c["status"] == "done"} - found.damaged
+        return config, out, manifest, done, found
     config = resolve(args)
     out = args.out or Path("results") / config.preset
     results.check_new(out)
-    return config, out, {"config": asdict(config), "cells": {}}, set()
+    manifest = {"config": asdict(config), "imports": outside_imports(config), "cells": {}}
+    return config, out, manifest, set(), None
+
+
+def resume_command(out: Path, args: argparse.Namespace) -> str:
+    """The command line that finishes the sweep in `out`."""
+    device = [] if args.device == "auto" else ["--device", args.device]
+    device += ["--tf32"] if args.tf32 else []
+    return " ".join(["python -m runners.sweep --resume --out", shlex.quote(str(out)), *device])
 
 
 def sweep(args: argparse.Namespace) -> int:
     if args.list:
         print(listing())
         return 0
-    config, out, manifest, done = _open(args)
-    device = resolve_device(args.device)
+    config, out, manifest, done, found = _open(args)
+    device = resolve_device(executors.driver_device(args))
     threads = use_available_cores()
+    precision = set_precision(args.tf32)  # before anything is computed; workers inherit it
+    if args.resume and manifest.get("environment", {}).get("tf32", False) != args.tf32:
+        raise TaskError(f"{out} was measured with{'out' * args.tf32} --tf32; resume it so")
     root = Path(config.data_root) if config.data_root else None
     ctx = Context(device, DataSource(root, config.download), out, config.steps, config.draws,
                   config.seconds)  # fmt: skip
     tasks = {name: get_task(name) for name in config.tasks}
     for task in tasks.values():
         ctx.data(task)  # a missing data set stops the sweep here, before anything is written
-    out.mkdir(parents=True, exist_ok=True)
-    results.drop_unfinished(out, done)
-    manifest.update(
-        environment=environment(device, threads),
-        started=manifest.get("started") or _now(),
-        finished=None,
-        tasks={n: task_record(t, config, len(ctx.data(t).x_train)) for n, t in tasks.items()},
-    )
+    executor = executors.from_args(args, out, manifest.get("imports", {}))
+    results.make_folder(out)
+    try:
+        if found is not None and not found.sound:
+            print(results.repair(out, manifest, found), file=sys.stderr)
+        manifest.update(
+            environment=environment(device, threads) | precision | executors.describe(executor),
+            started=manifest.get("started") or _now(),
+            finished=None,
+            tasks={n: task_record(t, config, len(ctx.data(t).x_train)) for n, t in tasks.items()},
+        )
+        training = _run_all(config, ctx, out, manifest, done, executor)
+    except Interrupted as exc:
+        raise Interrupted(
+            exc.signum,
+            f"finished cells are kept in {out}; finish with: {resume_command(out, args)}",
+        ) from None
+    failed = sum(c["status"] == "failed" for c in manifest["cells"].values())
+    report = [sys.executable, "-m", "reports", "--results", str(out), "--summary"]
+    if not args.no_reports:  # the report is built by its own process: runners never import it
+        sys.stdout.flush()
+        if subprocess.run(report).returncode != 0:
+            raise results.ResultsError(f"the report of {out} could not be built (see above)")
+    print(f"\nresults: {out}  ({len(manifest['cells']) - failed} cells done, {failed} failed;"
+          f" {training} training runs)")  # fmt: skip
+    if args.no_reports:
+        print(f"table and report: python -m reports --results {out} --summary")
+    return 0
+
+
+def _run_all(
+    config: SweepConfig,
+    ctx: Context,
+    out: Path,
+    manifest: dict[str, Any],
+    done: set[str],
+    executor: Executor | None = None,
+) -> int:
+    """Run every cell not done, in two stages (training waits for the tuned rates); returns the
+    number of training runs."""
     stage1 = first_stage(config)
     training = second_stage(config, {})  # the rates are not known yet; the cells are
     for cell in stage1 + training:
@@ -256,38 +349,37 @@ def sweep(args: argparse.Namespace) -> int:
     todo = [c for c in stage1 if c.key not in done]
     with Progress([c for c in todo + training if c.key not in done], ctx) as progress:
         ctx.on_step = progress.step
-        _run(todo, ctx, out, manifest, progress)
+        _run(todo, ctx, out, manifest, progress, executor)
         rates = chosen_rates(config, out)
         manifest["chosen_lr"] = {f"{t}|{s}": lr for (t, s), lr in rates.items()}
         second = [c for c in second_stage(config, rates) if c.key not in done]
-        _run(second, ctx, out, manifest, progress)
+        _run(second, ctx, out, manifest, progress, executor)
     manifest["finished"] = _now()
     results.write_manifest(out, manifest)
-    failed = sum(c["status"] == "failed" for c in manifest["cells"].values())
-    report = [sys.executable, "-m", "reports", "--results", str(out), "--summary"]
-    if not args.no_reports:  # the report is built by its own process: runners never import it
-        sys.stdout.flush()
-        if subprocess.run(report).returncode != 0:
-            raise results.ResultsError(f"the report of {out} could not be built (see above)")
-    print(f"\nresults: {out}  ({len(manifest['cells']) - failed} cells done, {failed} failed;"
-          f" {len(training)} training runs)")  # fmt: skip
-    if args.no_reports:
-        print(f"table and report: python -m reports --results {out} --summary")
-    return 0
+    return len(training)
 
 
 def _run(
-    cells: list[Cell], ctx: Context, out: Path, manifest: dict[str, Any], progress: Progress
+    cells: list[Cell],
+    ctx: Context,
+    out: Path,
+    manifest: dict[str, Any],
+    progress: Progress,
+    executor: Executor | None = None,
 ) -> None:
     """Run cells, appending each one's rows and status as soon as it finishes."""
-    for cell, outcome in LocalExecutor().map(cells, ctx, progress.start):
-        for file, rows in outcome.rows.items():
-            if rows:
-                results.append_rows(out, file, rows)
-        entry = {"status": outcome.status, "seconds": round(outcome.seconds, 3)}
+    for cell, outcome in (executor or LocalExecutor()).map(cells, ctx, progress.start):
+        written = {
+            file: results.append_rows(out, file, rows)
+            for file, rows in outcome.rows.items()
+            if rows
+        }
+        entry: dict[str, Any] = {"status": outcome.status, "seconds": round(outcome.seconds, 3)}
+        entry["runner"] = outcome.runner  # local (alone), pool:N (shared), slurm:JOB
         if cell.lr is not None:
             entry["lr"] = cell.lr
-        manifest["cells"][cell.key] = entry | ({"error": outcome.error} if outcome.error else {})
+        entry |= {"error": outcome.error} if outcome.error else {"rows": written}
+        manifest["cells"][cell.key] = entry  # written last: a cell is done once its rows are in
         results.write_manifest(out, manifest)
         if outcome.error:
             tqdm.write(f"cell {cell.key} failed: {outcome.error}")
@@ -295,12 +387,7 @@ def _run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        return sweep(args)
-    except USER_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(parser(), sweep, USER_ERRORS, argv)
 
 
 if __name__ == "__main__":

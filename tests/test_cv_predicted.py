@@ -189,7 +189,7 @@ def test_variance_matches_closed_form(beta: float) -> None:
     plain SGD on the control micro-batch; 0.5 and 1 use the predictor. Seeds as in the
     unbiasedness test.
     """
-    est, shape = _primed("mlp", f"cv-predicted:buffer=4,beta={beta}")
+    est, shape = _primed("mlp", f"cv-predicted:buffer=4,beta={beta},fit_beta=false")
     batch = _batch(shape, 0)
     draws = 2000
     flat = _flat(est.estimate_draws(batch, draws, torch.Generator().manual_seed(7)).grads, draws)
@@ -199,7 +199,7 @@ def test_variance_matches_closed_form(beta: float) -> None:
 
 
 def test_estimate_changes_no_state_and_update_refits_on_schedule() -> None:
-    est, shape = _primed("mlp", "cv-predicted:buffer=4,refit_every=3")
+    est, shape = _primed("mlp", "cv-predicted:buffer=4,refit_every=3,ratio_every=2")
     predictor = est.predictor
     batch = _batch(shape, 0)
     factor, queued = predictor.factor, len(predictor.queue)
@@ -208,14 +208,49 @@ def test_estimate_changes_no_state_and_update_refits_on_schedule() -> None:
     for name in first.grads:
         torch.testing.assert_close(first.grads[name], again.grads[name], rtol=0, atol=0)
     assert predictor.factor is factor and len(predictor.queue) == queued
-    refits = []
+    refits, ratio_logged = [], []
     for k in range(6):
         before = predictor.factor
-        est.update(est.estimate(_batch(shape, 200 + k), torch.Generator().manual_seed(k)))
+        step = est.estimate(_batch(shape, 200 + k), torch.Generator().manual_seed(k))
+        ratio_logged.append(("variance_ratio" in step.diagnostics, est._steps % 2 == 0))
+        est.update(step)
         refits.append(predictor.factor is not before)
     assert sum(refits) == 2 and len(predictor.queue) == (est._steps % 3)
-    assert set(first.diagnostics) == {"alignment", "residual", "beta", "break_even"}
+    assert all(logged == due for logged, due in ratio_logged)  # every 2nd step (ratio_every)
+    assert set(first.diagnostics) == {
+        "alignment", "residual", "beta", "break_even", "variance_ratio",
+    }  # fmt: skip
     assert -1 <= first.diagnostics["alignment"] <= 1
+
+
+@pytest.mark.parametrize("family", ["mlp", "bagnet", "vit"])
+def test_variance_ratio_is_the_control_micro_batch_ratio(family: str) -> None:
+    """The logged S_r^2 / S_t^2 equals the ratio recomputed from per-example gradients taken one
+    example at a time by autograd on the same control micro-batch (the split replayed from the
+    generator, seed 3), and the per-example path's estimate equals the batched backward's (the
+    same step with the diagnostic off: ratio_every = 0), both to float64 round-off."""
+    spec = "cv-predicted:buffer=4,ridge=0.01,beta=0.7,fit_beta=false,ratio_every=1"
+    est, shape = _primed(family, spec)
+    batch = _batch(shape, 0)
+    step = est.estimate(batch, torch.Generator().manual_seed(3))
+    c = est.control_size(N)
+    order = torch.randperm(N, generator=torch.Generator().manual_seed(3))[:c]
+    named = dict(est.model.named_parameters())
+    zs, ts = [], []
+    for i in order.tolist():
+        loss = est.loss(est.model(batch[0][i : i + 1]), batch[1][i : i + 1]).sum()
+        grads = dict(zip(named, torch.autograd.grad(loss, list(named.values())), strict=True))
+        zs.append(torch.cat([grads[n].reshape(-1) for n in est.head.names]))
+        ts.append(torch.cat([grads[n].reshape(-1) for n in est.trunk]))
+    z, t = torch.stack(zs), torch.stack(ts)
+    r = t - 0.7 * est.predictor.predict(z)
+    want = ((r - r.mean(0)).square().sum() / (t - t.mean(0)).square().sum()).item()
+    assert step.diagnostics["variance_ratio"] == pytest.approx(want, rel=1e-9)
+    est.ratio_every = 0
+    batched = est.estimate(batch, torch.Generator().manual_seed(3))
+    assert "variance_ratio" not in batched.diagnostics
+    for name, g in batched.grads.items():
+        torch.testing.assert_close(step.grads[name], g, rtol=1e-10, atol=1e-13)
 
 
 def test_fitted_beta_comes_from_past_steps_only() -> None:

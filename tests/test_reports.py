@@ -160,6 +160,10 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                  for s in SETTINGS for r in _train_rows(t, s, slow)])  # fmt: skip
     _write(folder, "quality.csv", [r for t in tasks for s in SETTINGS for r in _quality_rows(t, s)])
     _write(folder, "cost.csv", _cost_rows(tasks))
+    # The two widths as one scaling family (the same cost rows with family, axis and size).
+    scaling = [{"family": "mlp-x", "axis": "width", "size": int(r["task"].split("=")[1]), **r}
+               for r in _cost_rows(tasks)]  # fmt: skip
+    _write(folder, "scaling.csv", scaling)
     _write(
         folder,
         "diagnostics.csv",
@@ -185,7 +189,7 @@ def _table(path: Path) -> dict[str, dict[str, str]]:
 
 FIGURES = ("accuracy-vs-time", "quality-layers-mlp-x_width_32", "quality-layers-mlp-x_width_64",
            "cosine-vs-k", "accuracy-vs-width", "target-vs-keep", "svd-projection-error",
-           "performance-profile", "blog-table", "memory-vs-time")  # fmt: skip
+           "performance-profile", "blog-table", "memory-vs-time", "scaling")  # fmt: skip
 
 
 def test_every_table_and_figure_is_written_and_linked(report: Path) -> None:
@@ -204,6 +208,7 @@ def test_every_table_and_figure_is_written_and_linked(report: Path) -> None:
     assert "failed: `cost/mlp-x:width=32/broken/step`: RuntimeError: kaboom" in index
     for task in ("mlp-x_width_32", "mlp-x_width_64"):
         assert f"(tables/baselines-{task}.md)" in index
+    assert "(tables/scaling.md)" in index
     # Two task tables, two baseline tables, one layers section for two figures.
     assert index.count("Source: ") == 4 + len(FIGURES) - 1
 
@@ -275,7 +280,7 @@ def test_absent_data_gives_skip_lines_not_errors(tmp_path: Path) -> None:
     (out / "figures" / "cosine-vs-k.png").write_bytes(b"stale")
     (out / "notes.txt").write_text("mine")
     index = build_reports(folder, out).read_text()
-    assert index.count("**Skipped:**") == 9
+    assert index.count("**Skipped:**") == 10
     assert "needs both quality.csv and cost.csv" in index and "no cost.csv" in index
     assert index.count("**Skipped:** the results hold no quality.csv rows") == 2  # layers, k
     for reason in ("two or more widths", "two or more values of `keep`",

@@ -34,12 +34,20 @@ UNCHANGED = {
                     "rel_bias", "rel_variance", "rel_mse", "draws", "cell"],
 }  # fmt: skip
 NEW_FLOPS = {"fg-wperp", "svd-subspace", "cv-predicted"}
+# Estimators whose defaults changed legitimately since those rows: their old rows describe other
+# settings, so they are left out (issue 20). sparse-vjp: the default became share=true,
+# sketch=outer, keep=0.5, the lowest relative variance x FLOP ratio on the embedded tasks.
+# cv-predicted: buffer, ridge and beta became those with the lowest S_r^2 / S_t^2, and its control
+# gradient is now the mean of per-example gradients where the variance_ratio diagnostic fits.
+# svd-subspace: its method and parameters changed (issue 14: drift threshold calibrated on the
+# warm-up, window re-fits, adaptive rank).
+CHANGED = {"sparse-vjp", "cv-predicted", "svd-subspace"}
 
 
 @pytest.fixture(scope="module")
 def after(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("after")
-    names = _read(BEFORE / "quality.csv")["estimator"].unique().tolist()
+    names = [n for n in _read(BEFORE / "quality.csv")["estimator"].unique() if n not in CHANGED]
     argv = ["--tasks", "mlp-mnist1d", "--estimators", *names, "--seconds", "0", "--steps", "60",
             "--measure", "quality,train", "--out", str(out / "r"), "--no-reports"]  # fmt: skip
     assert main(argv) == 0
@@ -53,6 +61,7 @@ def _read(path: Path) -> pd.DataFrame:
 @pytest.mark.parametrize("file", ["quality.csv", "train.csv"])
 def test_rows_equal_those_before_the_measurement_layer(file: str, after: Path) -> None:
     before = _read(BEFORE / file)
+    before = before[~before["estimator"].isin(CHANGED)].reset_index(drop=True)
     now = _read(after / file).drop(columns=["seconds"], errors="ignore")
     if file in UNCHANGED:
         before, now = before[UNCHANGED[file]], now[UNCHANGED[file]]

@@ -1,4 +1,5 @@
-"""sparse-vjp: unbiased for every sketch and axis, gathers equal to the dense sketch, real savings.
+"""sparse-vjp: unbiased for every sketch and axis and for the shared example subset, gathers equal
+to the dense sketch (the shared one to dense backprop of the weighted loss), real savings.
 
 The unbiasedness statistic (`tests.projections.bias_z`): for each sketched model and each layer
 (weight and bias together) project N draws on three fixed directions (the layer's exact gradient
@@ -17,16 +18,18 @@ from torch import Tensor, nn
 from torch.func import vmap
 
 import estimators.sketches as sketches
+import estimators.sparse_layers as sparse_layers
 from estimators import EstimatorError, make_estimator
 from estimators.sketches import Sketch, keep_minvar, keep_uniform, minvar_probabilities
 from estimators.sparse_layers import Plan, sketched
-from estimators.sparse_vjp import SparseVJP
+from estimators.sparse_vjp import SparseVJP, example_weights
 from measurements.flops import count_flops
 from tasks.task import cross_entropy
 from tests.projections import FAMILIES, bias_z, tiny
 
 COMBOS = [(s, a) for s in ("uniform", "minvar", "rank") for a in ("element", "row", "unit")
-          if not (s == "rank" and a == "element")]  # fmt: skip
+          if not (s == "rank" and a == "element")] + [("outer", "row")]  # fmt: skip
+SHARED = ["uniform", "minvar", "outer"]
 ALPHA = 1e-3
 DRAWS = 2000
 
@@ -51,7 +54,7 @@ def _draws(family: str, spec: str) -> tuple[dict[str, Tensor], dict[str, Tensor]
 @pytest.mark.parametrize(("sketch", "axis"), COMBOS)
 def test_mean_of_draws_matches_exact_gradient(family: str, sketch: str, axis: str) -> None:
     """Unbiased: z-test of the mean of 2000 draws (module docstring), keep 0.5."""
-    draws, exact = _draws(family, f"sparse-vjp:sketch={sketch},axis={axis},keep=0.5")
+    draws, exact = _draws(family, f"sparse-vjp:sketch={sketch},axis={axis},share=false,keep=0.5")
     z, crit = bias_z(draws, exact, ALPHA)
     assert z < crit, f"max |z| = {z:.2f} >= {crit:.2f}"
 
@@ -65,9 +68,61 @@ def test_unscaled_mask_is_rejected(family: str, monkeypatch: pytest.MonkeyPatch)
         return sketches.Kept(kept.index, torch.ones_like(kept.scale))
 
     monkeypatch.setattr(sketches, "keep_uniform", unscaled)
-    draws, exact = _draws(family, "sparse-vjp:sketch=uniform,axis=row,keep=0.5")
+    draws, exact = _draws(family, "sparse-vjp:sketch=uniform,axis=row,share=false,keep=0.5")
     z, crit = bias_z(draws, exact, ALPHA)
     assert z > crit
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+@pytest.mark.parametrize("sketch", SHARED)
+def test_shared_subset_is_unbiased(family: str, sketch: str) -> None:
+    """One example subset per step for every layer, scaled once at the loss: the same z-test
+    (module docstring), keep 0.5."""
+    draws, exact = _draws(family, f"sparse-vjp:sketch={sketch},share=true,keep=0.5")
+    z, crit = bias_z(draws, exact, ALPHA)
+    assert z < crit, f"max |z| = {z:.2f} >= {crit:.2f}"
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_shared_subset_scaled_at_every_layer_is_rejected(
+    family: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same statistic rejects the naive shared form: the subset's 1/p scale applied again
+    by every layer (row i then carries (1/p)^L), not once."""
+
+    def rescaled(mags: Tensor, budget: int) -> sketches.Kept:
+        kept = sketches.keep_support(mags, budget)
+        return sketches.Kept(kept.index, kept.scale * 2)  # 1 / p at keep 0.5
+
+    monkeypatch.setattr(sparse_layers, "keep_support", rescaled)
+    draws, exact = _draws(family, "sparse-vjp:sketch=uniform,share=true,keep=0.5")
+    z, crit = bias_z(draws, exact, ALPHA)
+    assert z > crit
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+@pytest.mark.parametrize("sketch", SHARED)
+def test_shared_subset_is_exact_backprop_of_the_weighted_loss(family: str, sketch: str) -> None:
+    """The gathered shared backward equals plain dense backprop of sum_i w_i l_i with the
+    step's example weights w (replayed from the same generator, seed 4): every layer keeps all
+    the rows that carry gradient, and only those, at keep 0.25 (ViT: all tokens of the kept
+    examples)."""
+    model, (x, y) = _setup(family, batch=8)
+    est = make_estimator(f"sparse-vjp:sketch={sketch},share=true,keep=0.25").bind(
+        model, cross_entropy
+    )
+    assert isinstance(est, SparseVJP)
+    got = est.estimate((x, y), torch.Generator().manual_seed(4)).grads
+    gen = torch.Generator().manual_seed(4)
+    for _ in est.sketched_names:  # the layers' empty draws, as in the estimate's forward
+        torch.rand((0,), generator=gen, dtype=torch.float64)
+    noise = torch.rand(est._plan.sketch.noise_shape(8), generator=gen, dtype=torch.float64)
+    weights = example_weights(est._plan.sketch, est._shared_magnitudes(x, y), noise)
+    assert int((weights > 0).sum()) <= 2 and weights.sum() > 0
+    params = dict(model.named_parameters())
+    want = torch.autograd.grad((cross_entropy(model(x), y) * weights).sum(), list(params.values()))
+    for name, g in zip(params, want, strict=True):
+        torch.testing.assert_close(got[name], g, rtol=1e-10, atol=1e-13)
 
 
 LAYER_CASES = {
@@ -98,28 +153,38 @@ def test_gathered_vjp_equals_dense_sketch(layer: str, sketch: str, axis: str) ->
         out = module(x)
     g = torch.randn_like(out)
     got = torch.autograd.grad(out, inputs, g)
-    canonical = g.reshape(-1, g.shape[-1]) if isinstance(module, nn.Linear) else g
-    sg = plan.sketch.apply(canonical, plan.dim, noises[0]).reshape(g.shape)
+    linear = isinstance(module, nn.Linear)
+    canonical = g.reshape(-1, g.shape[-1]) if linear else g
+    rows_x = x.detach().reshape(-1, x.shape[-1]) if linear else x.detach()
+    sg = plan.sketch.apply(canonical, plan.dim, noises[0], rows_x).reshape(g.shape)
     want = torch.autograd.grad(module(x), inputs, sg)
     for a, b in zip(got, want, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
-@pytest.mark.parametrize("sketch", ["uniform", "minvar"])
-@pytest.mark.parametrize("axis", ["element", "row", "unit"])
-def test_keep_one_is_backprop(family: str, sketch: str, axis: str) -> None:
+@pytest.mark.parametrize(
+    "spec",
+    [
+        f"sketch={s},axis={a},share=false"
+        for s in ("uniform", "minvar")
+        for a in ("element", "row", "unit")
+    ]
+    + ["sketch=outer,axis=row,share=false", *(f"sketch={s},share=true" for s in SHARED)],
+)
+def test_keep_one_is_backprop(family: str, spec: str) -> None:
     model, batch = _setup(family)
-    est = make_estimator(f"sparse-vjp:sketch={sketch},axis={axis},keep=1").bind(
-        model, cross_entropy
-    )
+    est = make_estimator(f"sparse-vjp:{spec},keep=1").bind(model, cross_entropy)
     got = est.estimate(batch, torch.Generator().manual_seed(0)).grads
     for name, g in _exact(model, batch).items():
         torch.testing.assert_close(got[name], g, rtol=1e-10, atol=1e-13)
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
-@pytest.mark.parametrize("spec", ["sketch=minvar,axis=row", "sketch=rank,axis=unit"])
+@pytest.mark.parametrize(
+    "spec", ["sketch=minvar,axis=row,share=false", "sketch=rank,axis=unit,share=false",
+             "sketch=outer,axis=row,share=false", "sketch=outer,share=true"],
+)  # fmt: skip
 def test_draws_match_single_estimates(family: str, spec: str) -> None:
     """estimate_draws(R=1) with a generator state equals estimate with the same state."""
     model, batch = _setup(family)
@@ -222,13 +287,14 @@ def test_backward_flops_fall_with_keep(family: str) -> None:
 
     fwd = count_flops(forward)
     dense_bwd = count_flops(lambda: _exact(model, batch)) - fwd
-    for axis in ("row", "unit"):
-        est = make_estimator(f"sparse-vjp:axis={axis},keep=0.25").bind(model, cross_entropy)
+    for spec in ("sketch=uniform,axis=row,share=false", "sketch=uniform,axis=unit,share=false",
+                 "sketch=outer,axis=row,share=false", "sketch=outer,share=true"):  # fmt: skip
+        est = make_estimator(f"sparse-vjp:{spec},keep=0.25").bind(model, cross_entropy)
         bwd = count_flops(lambda e=est: e.estimate(batch, torch.Generator().manual_seed(0))) - fwd
         ratio = bwd / dense_bwd
         if family == "vit":
             assert ratio < 0.45
-        elif axis == "row":
+        elif "unit" not in spec:
             assert ratio == pytest.approx(0.25)
         else:
             assert ratio < 0.4  # round(0.25 * 3 classes) = 1 of the head's 3 units is kept
@@ -272,6 +338,11 @@ def test_layer_choice_and_invalid_settings() -> None:
     assert set(everything) - set(hidden) == {"head"}
     with pytest.raises(EstimatorError, match="axis=element is undefined"):
         make_estimator("sparse-vjp:sketch=rank,axis=element")
+    with pytest.raises(EstimatorError, match="outer sketch scores rows"):
+        make_estimator("sparse-vjp:sketch=outer,axis=unit")
+    for spec in ("sketch=rank,share=true", "sketch=uniform,axis=unit,share=true"):
+        with pytest.raises(EstimatorError, match="shared sketch keeps whole examples"):
+            make_estimator(f"sparse-vjp:{spec}")
     grouped = nn.Sequential(nn.Conv2d(4, 4, 3, groups=2))
     with pytest.raises(EstimatorError, match="plain Linear/Conv2d only: grouped convolution"):
         SparseVJP().bind(grouped, cross_entropy)

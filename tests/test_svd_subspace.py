@@ -1,6 +1,9 @@
 """svd-subspace and its low-rank backward: exactness, state discipline, drift monitor, FLOPs.
 
 Every comparison here is deterministic (float64 where exactness matters); nothing is timed.
+The estimator is biased by design, so nothing here tests unbiasedness: the tests check the
+mechanics (calibrated threshold, window re-fits, rank growth and shrinkage on gradients of known
+rank, the low-rank backward against the projected full gradient, diagnostics).
 """
 
 from __future__ import annotations
@@ -15,7 +18,15 @@ from torch import Tensor, nn
 
 from estimators import Estimate, EstimatorError, make_estimator, trainable_parameters
 from estimators.lowrank_grad import LowRankConv2dFn, lowrank_weight_grads
-from estimators.svd_subspace import SvdSubspace, fit_basis, project, scoped_layers
+from estimators.svd_subspace import (
+    SvdSubspace,
+    calibrate,
+    fit_basis,
+    fit_subspace,
+    project,
+    projection_error,
+    scoped_layers,
+)
 from measurements.studies.blog_table import blog_config, run_pair, step_flops
 from tasks.models import MLP, BagNet, ViT
 from tasks.task import cross_entropy
@@ -67,7 +78,7 @@ def test_lowrank_gives_the_same_update_as_project(case: str) -> None:
     factory, shape, classes, scope = MODELS[case]
     torch.manual_seed(0)
     model = factory().double()
-    spec = f"svd-subspace:k=2,warmup=2,sentinel=3,scope={scope}"
+    spec = f"svd-subspace:k=2,warmup=2,holdout=1,sentinel=3,scope={scope}"
     low = _bound(spec + ",mode=lowrank", model)
     ref = _bound(spec + ",mode=project", copy.deepcopy(model))
     batch = _batches(shape, classes)
@@ -77,13 +88,17 @@ def test_lowrank_gives_the_same_update_as_project(case: str) -> None:
         a, b = low.estimate(batch(step), None), ref.estimate(batch(step), None)
         for name in a.grads:
             torch.testing.assert_close(a.grads[name], b.grads[name], rtol=1e-10, atol=1e-13)
-        if low.phase() == "projected":  # the projection is not the identity here
+        if low.phase() == "projected":  # G P P^T of the full gradient, not the identity
             exact = _exact(model, batch(step))
+            for n, basis in low.bases.items():
+                full = exact[n].reshape(exact[n].shape[0], -1)
+                expected = project(full, basis).reshape_as(exact[n])
+                torch.testing.assert_close(a.grads[n], expected, rtol=1e-10, atol=1e-13)
             moved = [(a.grads[n] - exact[n]).norm() / exact[n].norm() for n in low.bases]
             assert max(moved) > 0.05
         _gd_step(low, a)
         _gd_step(ref, b)
-    assert phases == ["warmup"] * 2 + ["projected"] * 2 + ["sentinel"] + ["projected"] * 2 + [
+    assert phases == ["warmup", "fit"] + ["projected"] * 2 + ["sentinel"] + ["projected"] * 2 + [
         "sentinel"
     ]
 
@@ -110,40 +125,84 @@ def test_lowrank_conv_matches_projected_conv_gradients(
     torch.testing.assert_close(low[1], expected, rtol=1e-10, atol=1e-13)
 
 
+def _projector(basis: Tensor) -> Tensor:
+    return basis @ basis.T
+
+
+def _svd_basis(history: list[Tensor], k: int) -> Tensor:
+    """Reference fit: top-k right singular vectors of the stacked unit-norm gradients (float64)."""
+    stacked = torch.cat([g.double() / g.double().norm() for g in history])
+    return torch.linalg.svd(stacked, full_matrices=False)[2][:k].T
+
+
 def test_basis_is_orthonormal_top_subspace_and_projects() -> None:
-    """P^T P = I; G P P^T is idempotent with residual orthogonal to P; P spans the top-k
-    eigenvectors of sum_t G_t^T G_t / ||G_t||^2 (the stacked history's right singular vectors)."""
+    """P^T P = I; G P P^T is idempotent with residual orthogonal to P; P spans the top-k right
+    singular vectors of the stacked unit-norm history; the reported energies are its squared
+    singular values (they sum to the 3 unit-norm gradients' energy). Stack 120 x 12: the exact
+    path (the 12 x 12 Gram matrix is cheaper than the randomized fit)."""
     gen = torch.Generator().manual_seed(0)
-    history = [torch.randn(7, 12, generator=gen, dtype=torch.float64) * s for s in (1, 5, 0.1)]
+    history = [torch.randn(40, 12, generator=gen, dtype=torch.float64) * s for s in (1, 5, 0.1)]
     basis, singular = fit_basis(history, 3)
     assert basis.shape == (12, 3)
     torch.testing.assert_close(basis.T @ basis, torch.eye(3, dtype=torch.float64))
-    g = torch.randn(7, 12, generator=gen, dtype=torch.float64)
+    g = torch.randn(40, 12, generator=gen, dtype=torch.float64)
     projected = project(g, basis)
     torch.testing.assert_close(projected, g @ basis @ basis.T)
     torch.testing.assert_close(project(projected, basis), projected)
-    torch.testing.assert_close((g - projected) @ basis, torch.zeros(7, 3, dtype=torch.float64))
-    gram = sum(h.T @ h / h.norm() ** 2 for h in history)
-    _, vectors = torch.linalg.eigh(gram)  # ascending eigenvalues
-    top = vectors[:, -3:]
-    torch.testing.assert_close(basis @ basis.T, top @ top.T)
+    torch.testing.assert_close((g - projected) @ basis, torch.zeros(40, 3, dtype=torch.float64))
+    torch.testing.assert_close(_projector(basis), _projector(_svd_basis(history, 3)))
     torch.testing.assert_close(singular.square().sum(), torch.tensor(3.0, dtype=torch.float64))
+    residual = (g - projected).norm() / g.norm()
+    assert projection_error(g, basis) == pytest.approx(residual.item(), rel=1e-9)
 
 
-def test_fit_after_warmup_uses_the_warmup_gradients() -> None:
-    """The basis after the warm-up is fit_basis of the exact gradients the warm-up returned."""
+def test_randomized_fit_of_a_wide_window_matches_the_exact_top_subspace() -> None:
+    """fan_in 600 takes the randomized path (the cheaper one there): 10 gradients (20 x 600) of
+    rank 3 plus 1% noise; its rank-3 basis spans the exact SVD's top-3 subspace to 1e-3
+    (projector distance), the tail error matches, and refitting gives the same basis (fixed
+    sketch seed)."""
+    gen = torch.Generator().manual_seed(1)
+    rows = torch.linalg.qr(torch.randn(600, 3, generator=gen, dtype=torch.float64))[0].T
+    history = [
+        torch.randn(20, 3, generator=gen, dtype=torch.float64) @ rows
+        + 0.01 * torch.randn(20, 600, generator=gen, dtype=torch.float64)
+        for _ in range(10)
+    ]
+    fit = fit_subspace(history, 3)
+    exact = _svd_basis(history, 3)
+    assert (_projector(fit.basis) - _projector(exact)).norm() < 1e-3
+    stacked = torch.cat([g / g.norm() for g in history])
+    singular = torch.linalg.svdvals(stacked)
+    tail = math.sqrt((singular[3:].square().sum() / singular.square().sum()).item())
+    assert fit.tail_error(3) == pytest.approx(tail, rel=1e-3)
+    assert torch.equal(fit_subspace(history, 3).basis, fit.basis)
+
+
+def test_fit_after_warmup_uses_the_warmup_gradients_and_calibrates_on_held_out_ones() -> None:
+    """At the end of the warm-up the basis is the fit of the warm-up's exact gradients and the
+    threshold is (RMS error of the newest `holdout` of them on the fit of the older ones) +
+    margin, both recomputed here with a plain SVD."""
     torch.manual_seed(0)
-    est = _bound("svd-subspace:k=3,warmup=4", MLP(12, 3, width=8, depth=1).double())
+    spec = "svd-subspace:k=2,warmup=5,holdout=2,margin=0.07"
+    est = _bound(spec, MLP(12, 3, width=40, depth=1).double())  # stacks of 120+ x 12: exact fits
     batch = _batches((12,), 3)
     seen = []
-    for step in range(4):
+    for step in range(5):
+        assert est.phase() == ("fit" if step == 4 else "warmup")
         estimate = est.estimate(batch(step), None)
         seen.append(estimate.grads["hidden.0.weight"].clone())
         _gd_step(est, estimate)
-    expected = fit_basis(seen, 3)[0]
-    basis = est.bases["hidden.0.weight"]
-    torch.testing.assert_close(basis @ basis.T, expected @ expected.T)
-    assert [(e.step, e.reason, e.k) for e in est.events] == [(3, "fit", 3)]
+    name = "hidden.0.weight"
+    torch.testing.assert_close(_projector(est.bases[name]), _projector(_svd_basis(seen, 2)))
+    older = _svd_basis(seen[:3], 2)
+    errors = [((g - g @ older @ older.T).norm() / g.norm()).item() for g in seen[3:]]
+    held_out = math.sqrt(sum(e * e for e in errors) / 2)
+    assert 0.05 < held_out < 0.95  # a real calibration, not a degenerate 0 or 1
+    assert est.thresholds[name] == pytest.approx(held_out + 0.07, rel=1e-9)
+    assert calibrate(seen, 2, 2) == pytest.approx(held_out, rel=1e-9)
+    event = est.events[0]
+    assert (event.step, event.reason, event.k) == (4, "fit", 2)
+    assert event.threshold == pytest.approx(held_out + 0.07, rel=1e-9)
 
 
 @pytest.mark.parametrize("mode", ["lowrank", "project"])
@@ -160,13 +219,15 @@ def test_warmup_and_sentinel_steps_return_exact_gradients(mode: str) -> None:
             assert all(torch.equal(estimate.grads[n], exact[n]) for n in exact)
             checked.append(est.phase())
         _gd_step(est, estimate)
-    assert checked == ["warmup"] * 3 + ["sentinel"] * 2
+    assert checked == ["warmup", "warmup", "fit"] + ["sentinel"] * 2
 
 
 def _state(est: SvdSubspace) -> tuple[object, ...]:
     history = {n: [g.clone() for g in h] for n, h in est._history.items()}
     bases = {n: p.clone() for n, p in est.bases.items()}
-    return est._step, est._smoothed, est._checkpoint, history, bases, list(est.events)
+    coords = {n: [c.clone() for c in s.coords] for n, s in est._state.items()}
+    return (est._step, est._smoothed, est._checkpoint, history, bases, coords,
+            est.thresholds, list(est.events))  # fmt: skip
 
 
 def _same(a: object, b: object) -> bool:
@@ -185,7 +246,8 @@ def test_estimate_never_changes_state_and_update_does(mode: str) -> None:
     update then changes it."""
     torch.manual_seed(0)
     est = _bound(
-        f"svd-subspace:warmup=2,sentinel=2,scope=all,mode={mode}", MLP(12, 3, width=8).double()
+        f"svd-subspace:warmup=2,holdout=1,sentinel=2,scope=all,mode={mode}",
+        MLP(12, 3, width=8).double(),
     )
     batch = _batches((12,), 3)
     for step in range(6):
@@ -208,75 +270,127 @@ def _subspace_batch(features: list[int], size: int = 16, seed: int = 0) -> tuple
 
 
 def _spans(basis: Tensor, features: list[int]) -> bool:
+    """Whether the basis spans exactly the coordinate vectors `features` (of 6)."""
     target = torch.zeros(6, 6, dtype=torch.float64)
     target[features, features] = 1.0
-    return torch.allclose(basis[:, : len(features)] @ basis[:, : len(features)].T, target)
+    return basis.shape[1] == len(features) and torch.allclose(basis @ basis.T, target)
+
+
+FIRST = "hidden.0.weight"
 
 
 def _warmed(spec: str, features: list[int], lr: float = 0.5) -> SvdSubspace:
-    """The estimator after its 3 warm-up steps of gradient descent on one fixed batch."""
+    """The estimator after its 3 warm-up steps of gradient descent on one fixed batch whose
+    first-layer gradients live in span(e_f for f in features)."""
     torch.manual_seed(0)
-    est = _bound(spec, MLP(6, 2, width=4, depth=1).double())
+    model = MLP(6, 2, width=4, depth=1).double()
+    est = _bound(f"svd-subspace:warmup=3,holdout=1,sentinel=1,{spec}", model)
     for _ in range(3):
         _gd_step(est, est.estimate(_subspace_batch(features), None), lr)
     assert est.phase() == "sentinel"
     return est
 
 
-@pytest.mark.parametrize("adaptive", [False, True])
-def test_drift_monitor_refits_when_the_error_passes_the_threshold(adaptive: bool) -> None:
-    """Warm-up gradients live in span(e0, e1); the sentinel's in span(e4, e5): error 1 > 0.5,
-    a re-fit onto the new span (adaptive: with k + 1 = 3)."""
-    spec = f"svd-subspace:k=2,warmup=3,sentinel=1,threshold=0.5,adaptive={adaptive}"
-    est = _warmed(spec, [0, 1])
-    assert _spans(est.bases["hidden.0.weight"], [0, 1])
+def test_threshold_is_the_held_out_error_plus_the_margin_and_decides_refits() -> None:
+    """Warm-up gradients in span(e0, e1), k = 2: the held-out error is 0, so the threshold is the
+    margin. A sentinel gradient in span(e4, e5) (error 1) re-fits with margin 0.1 and does not
+    with margin 1 (1 is not > 1); one in span(e0, e1) (error 0) never re-fits."""
+    est = _warmed("k=2,margin=0.1", [0, 1])
+    assert est.thresholds[FIRST] == pytest.approx(0.1, abs=1e-9)
+    assert _spans(est.bases[FIRST], [0, 1])
     estimate = est.estimate(_subspace_batch([4, 5], seed=9), None)
     assert estimate.diagnostics["projection_error"] == pytest.approx(1.0)
-    assert estimate.diagnostics["refit"] == 1.0
-    assert estimate.diagnostics["k"] == (3.0 if adaptive else 2.0)
-    _gd_step(est, estimate)
-    event = est.events[-1]
-    assert (event.step, event.reason, event.k) == (3, "error", 3 if adaptive else 2)
-    assert event.error == pytest.approx(1.0)
-    assert _spans(est.bases["hidden.0.weight"], [4, 5])
-
-
-def test_drift_monitor_keeps_the_subspace_while_it_fits_and_the_loss_falls() -> None:
-    """Gradient descent on the warm-up batch: error ~0 and a falling loss, so no re-fit."""
-    est = _warmed("svd-subspace:k=2,warmup=3,sentinel=1,threshold=0.5", [0, 1])
-    basis = est.bases["hidden.0.weight"]
+    assert estimate.diagnostics["error:" + FIRST] == pytest.approx(1.0)
+    assert estimate.diagnostics["energy_kept"] == pytest.approx(0.0, abs=1e-9)
+    assert (estimate.diagnostics["refit"], estimate.diagnostics["refit_error"]) == (1.0, 1.0)
+    lenient = _warmed("k=2,margin=1", [0, 1])
+    assert lenient.estimate(_subspace_batch([4, 5], seed=9), None).diagnostics["refit"] == 0.0
+    fitting = _warmed("k=2,margin=0.1", [0, 1])
+    basis = fitting.bases[FIRST]
     for _ in range(3):
-        estimate = est.estimate(_subspace_batch([0, 1]), None)
+        estimate = fitting.estimate(_subspace_batch([0, 1]), None)
         assert estimate.diagnostics["projection_error"] < 1e-10
         assert estimate.diagnostics["refit"] == 0.0
-        _gd_step(est, estimate, lr=0.5)
-    assert [e.reason for e in est.events] == ["fit"]
-    assert torch.equal(est.bases["hidden.0.weight"], basis)
+        _gd_step(fitting, estimate, lr=0.5)
+    assert [e.reason for e in fitting.events] == ["fit"]
+    assert torch.equal(fitting.bases[FIRST], basis)
+
+
+def _inside(basis: Tensor, features: list[int]) -> bool:
+    """Whether every basis vector lies in span(e_f for f in features)."""
+    others = [i for i in range(6) if i not in features]
+    return bool(basis[others].abs().max() < 1e-9)
+
+
+def test_refit_uses_the_window_not_the_triggering_gradient_alone() -> None:
+    """Three warm-up gradients in span(e0, e1) and a sentinel in span(e4, e5) at k = 1: the
+    re-fit basis is the SVD fit of all four (unit-norm) gradients, which stays in span(e0, e1)
+    (3 of 4 units of energy), not in the sentinel's span(e4, e5) as a one-gradient fit would."""
+    est = _warmed("k=1,margin=0.1,adaptive=false", [0, 1])
+    window = [g.clone() for g in est._history[FIRST]]
+    estimate = est.estimate(_subspace_batch([4, 5], seed=9), None)
+    trigger = estimate.grads[FIRST].clone()
+    _gd_step(est, estimate)
+    assert len(window) == 3 and est.events[-1].reason == "error"
+    refit = est.bases[FIRST]
+    expected = _svd_basis([*window, trigger], 1)
+    torch.testing.assert_close(_projector(refit), _projector(expected))
+    assert _inside(refit, [0, 1])
+    assert _inside(_svd_basis([trigger], 1), [4, 5])
+    assert len(est._history[FIRST]) == 4  # the window was not cleared
+
+
+def test_adaptive_rank_grows_when_the_error_stays_high_after_a_refit() -> None:
+    """k = 1 on rank-1 warm-up gradients (e0); sentinels then bring gradients in span(e3), then
+    span(e4), span(e5): the first re-fit keeps k = 1, each further re-fit in a row grows k by
+    one, up to k_max = 2; without `adaptive` k stays 1."""
+    ranks = {}
+    for adaptive in (True, False):
+        est = _warmed(f"k=1,k_max=2,margin=0.1,adaptive={adaptive},window=8", [0])
+        seen = []
+        for i, feature in enumerate([3, 4, 5]):
+            estimate = est.estimate(_subspace_batch([feature], seed=10 + i), None)
+            seen.append(estimate.diagnostics["grow"])
+            _gd_step(est, estimate)
+        ranks[adaptive] = [(e.reason, e.k) for e in est.events]
+        if adaptive:
+            assert seen == [0.0, 1.0, 0.0]  # grown at the second re-fit, then capped
+    assert ranks[True] == [("fit", 1), ("error", 1), ("error", 2), ("error", 2)]
+    assert ranks[False] == [("fit", 1), ("error", 1), ("error", 1), ("error", 1)]
+
+
+def test_adaptive_rank_shrinks_when_a_smaller_rank_explains_the_window() -> None:
+    """Gradients of rank 1 (one input feature, e0) at k = 2: the second direction holds no
+    window energy, so a sentinel without drift drops k to 1 (basis e0); gradients of rank 2
+    (features 0 and 1) keep k = 2; without `adaptive`, k stays."""
+    fixed = _warmed("k=2,adaptive=false", [0])
+    _gd_step(fixed, fixed.estimate(_subspace_batch([0]), None), lr=0.5)
+    assert fixed.bases[FIRST].shape == (6, 2)
+    est = _warmed("k=2,adaptive=true", [0])
+    estimate = est.estimate(_subspace_batch([0]), None)
+    assert (estimate.diagnostics["k"], estimate.diagnostics["k:" + FIRST]) == (1.0, 1.0)
+    assert estimate.diagnostics["shrink"] == 1.0 and estimate.diagnostics["refit"] == 0.0
+    _gd_step(est, estimate, lr=0.5)
+    assert (est.events[-1].reason, est.events[-1].k) == ("shrink", 1)
+    assert _spans(est.bases[FIRST], [0])
+    assert len(est._state[FIRST].coords) == 4 and est._state[FIRST].coords[0].shape == (4, 1)
+    two = _warmed("k=2,adaptive=true", [0, 1])
+    _gd_step(two, two.estimate(_subspace_batch([0, 1]), None), lr=0.5)
+    assert two.bases[FIRST].shape == (6, 2) and [e.reason for e in two.events] == ["fit"]
 
 
 def test_drift_monitor_refits_when_the_smoothed_loss_stalls() -> None:
-    """Parameters never move: the loss stays put, so every sentinel re-fits for the stall."""
-    est = _warmed("svd-subspace:k=2,warmup=3,sentinel=1,threshold=0.5", [0, 1], lr=0.0)
+    """With `stall` on and parameters that never move the loss stays put: every sentinel
+    re-fits for the stall (the error is 0); with the default stall=0 none does."""
+    est = _warmed("k=2,stall=0.001,adaptive=false", [0, 1], lr=0.0)
+    off = _warmed("k=2,adaptive=false", [0, 1], lr=0.0)
     for _ in range(2):
-        estimate = est.estimate(_subspace_batch([0, 1]), None)
-        assert estimate.diagnostics["projection_error"] < 1e-10
-        est.update(estimate)
+        for e in (est, off):
+            estimate = e.estimate(_subspace_batch([0, 1]), None)
+            assert estimate.diagnostics["projection_error"] < 1e-10
+            e.update(estimate)
     assert [e.reason for e in est.events] == ["fit", "stall", "stall"]
-
-
-def test_adaptive_rank_shrinks_when_the_spectrum_allows() -> None:
-    """Gradients of rank 1 (one input feature): a sentinel without drift drops k from 2 to 1;
-    without `adaptive`, k stays."""
-    fixed = _warmed("svd-subspace:k=2,warmup=3,sentinel=1", [0])
-    _gd_step(fixed, fixed.estimate(_subspace_batch([0]), None), lr=0.5)
-    assert fixed.bases["hidden.0.weight"].shape == (6, 2)
-    est = _warmed("svd-subspace:k=2,warmup=3,sentinel=1,adaptive=true", [0])
-    estimate = est.estimate(_subspace_batch([0]), None)
-    assert estimate.diagnostics["k"] == 1.0
-    _gd_step(est, estimate, lr=0.5)
-    assert (est.events[-1].reason, est.events[-1].k) == ("shrink", 1)
-    assert est.bases["hidden.0.weight"].shape == (6, 1)
-    assert _spans(est.bases["hidden.0.weight"], [0])
+    assert [e.reason for e in off.events] == ["fit"]
 
 
 def _has_instance_forward(model: nn.Module) -> bool:
@@ -293,9 +407,10 @@ def test_layers_are_restored_after_estimates_and_after_exceptions() -> None:
             raise RuntimeError("loss failed")
         return cross_entropy(logits, y)
 
-    est = make_estimator("svd-subspace:warmup=1,scope=all").bind(model, loss)
+    est = make_estimator("svd-subspace:warmup=2,holdout=1,scope=all").bind(model, loss)
     batch = _batches((12,), 3)
-    est.update(est.estimate(batch(0), None))
+    for step in range(2):
+        est.update(est.estimate(batch(step), None))
     assert est.phase() == "projected"
     est.estimate(batch(1), None)
     assert not _has_instance_forward(model)
@@ -317,7 +432,7 @@ def test_layers_are_restored_after_estimates_and_after_exceptions() -> None:
 def test_no_grad_is_left_on_parameters(mode: str) -> None:
     torch.manual_seed(0)
     model = BagNet(1, 3, width=6, receptive_field=3)
-    est = _bound(f"svd-subspace:warmup=1,sentinel=2,scope=all,mode={mode}", model)
+    est = _bound(f"svd-subspace:warmup=2,holdout=1,sentinel=2,scope=all,mode={mode}", model)
     batch = _batches((1, 8, 8), 3, dtype=torch.float32)
     for step in range(4):
         estimate = est.estimate(batch(step), None)
@@ -335,8 +450,12 @@ def test_scope_and_mode_checks() -> None:
     with pytest.raises(EstimatorError, match="grouped convolution"):
         make_estimator("svd-subspace:mode=lowrank").bind(grouped, cross_entropy)
     make_estimator("svd-subspace:mode=project").bind(grouped, cross_entropy)
-    with pytest.raises(EstimatorError, match="threshold"):
-        make_estimator("svd-subspace:threshold=0")
+    with pytest.raises(EstimatorError, match="margin"):
+        make_estimator("svd-subspace:margin=-0.1")
+    with pytest.raises(EstimatorError, match="exceeds k_max"):
+        make_estimator("svd-subspace:k=4,k_max=3")
+    with pytest.raises(EstimatorError, match="holdout=3 must be below warmup=3"):
+        make_estimator("svd-subspace:warmup=3,holdout=3")
 
 
 def test_lowrank_cuts_first_layer_weight_gradient_flops_by_60_percent_on_the_blog_mlp() -> None:
@@ -345,8 +464,9 @@ def test_lowrank_cuts_first_layer_weight_gradient_flops_by_60_percent_on_the_blo
     torch.manual_seed(0)
     model = MLP(64, 2, width=10, depth=1)
     x, y = torch.randn(256, 64), torch.randint(0, 2, (256,))
-    est = make_estimator("svd-subspace:k=2,warmup=1").bind(model, cross_entropy)
-    est.update(est.estimate((x, y), None))
+    est = make_estimator("svd-subspace:k=2,warmup=2,holdout=1").bind(model, cross_entropy)
+    for _ in range(2):
+        est.update(est.estimate((x, y), None))
     assert est.phase() == "projected"
     low = step_flops(est, (x, y), None)
     exact = step_flops(make_estimator("backprop").bind(model, cross_entropy), (x, y), None)
@@ -363,3 +483,22 @@ def test_blog_setup_accuracy_within_003_of_backprop_on_breast_cancer() -> None:
     result = run_pair(task, data, seed=0)
     assert abs(result["delta_acc"]) <= 0.03
     assert result["baseline_acc"] > 0.9
+
+
+def test_lowrank_scope_all_forms_no_full_weight_gradient_product() -> None:
+    """MLP 12-16-16-3, B = 32, k = 2, scope=all: a projected step's FLOPs are backprop's minus
+    every layer's delta^T X product (2 B in out) plus X P, delta^T (X P) and the expansion
+    (2 B k (in + out) + 2 out k in), exactly: no full weight-gradient product is computed."""
+    torch.manual_seed(0)
+    model = MLP(12, 3, width=16, depth=2)
+    x, y = torch.randn(32, 12), torch.randint(0, 3, (32,))
+    est = make_estimator("svd-subspace:k=2,warmup=2,holdout=1,scope=all").bind(model, cross_entropy)
+    for _ in range(2):
+        est.update(est.estimate((x, y), None))
+    assert est.phase() == "projected"
+    low = step_flops(est, (x, y), None)[0]
+    exact = step_flops(make_estimator("backprop").bind(model, cross_entropy), (x, y), None)[0]
+    b, k = 32, 2
+    shapes = [(12, 16), (16, 16), (16, 3)]  # (in, out) of each Linear
+    change = sum(2 * b * k * (i + o) + 2 * o * k * i - 2 * b * i * o for i, o in shapes)
+    assert low == exact + change

@@ -78,10 +78,13 @@ def test_a_failing_cell_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> Non
         (["--estimators", "backprop:k=1"], "backprop: unknown parameter 'k'"),
         (
             ["--preset", "nope"],
-            "unknown preset 'nope'; valid: full, paper-cv, paper-svd, paper-vjp, paper-wperp, "
-            "quick",
+            "unknown preset 'nope'; valid: full, paper-cv, paper-scaling, paper-svd, paper-vjp, "
+            "paper-wperp, quick",
         ),
-        (["--measure", "vibes"], "unknown measurement 'vibes'; valid: train, quality, cost"),
+        (
+            ["--measure", "vibes"],
+            "unknown measurement 'vibes'; valid: train, quality, cost, scaling",
+        ),
         (["--draws", "1"], "--draws must be >= 2"),
         (["--tasks", "mlp-mnist1d:wide=3"], "unknown model option 'wide=3'; valid: width, depth"),
         (["--seeds", "0"], "--seeds must be >= 1"),

@@ -14,13 +14,13 @@ Variance (`cv_predicted_variance.csv`, one row per task and predictor; same mode
 after `pretrain` backprop Adam steps; the predictor fitted on control micro-batches at those
 parameters): `draws` draws at one batch give the measured relative variance
 (`quality_by_layer`, total); the closed form (1/c - 1/n) S_r^2 / ||g||^2 comes from per-example
-gradients. Rows span alignments: buffers of `buffers` pairs (4, 8, 16 and 64), at the default
-buffer beta = 0 (no control variate) and beta fitted over the priming steps, and an oracle fitted
-on the batch's own per-example pairs. The break-even alignment at the task's measured FLOP and
-time ratios (beta = 1, the cost table's) is set beside the measured alignment and the effective
-one, sqrt(1 - S_r^2 / S_t^2): the cosine a calibrated predictor at beta = 1 would need for that
-residual (beta's effect included), which is what the variance and the break-even condition
-S_r^2 / S_t^2 < q see. `reports/cv_predicted.py` draws both tables.
+gradients. Rows span alignments: buffers of `buffers` pairs (4, 8, 16 and 64, beta fitted as
+by default), at the default buffer beta = 0 (no control variate) and a fixed beta = 1, and an
+oracle fitted on the batch's own per-example pairs. The break-even alignment at the task's
+measured FLOP and time ratios (beta = 1, the cost table's) is set beside the measured alignment
+and the effective one, sqrt(1 - S_r^2 / S_t^2): the cosine a calibrated predictor at beta = 1
+would need for that residual (beta's effect included), which is what the variance and the
+break-even condition S_r^2 / S_t^2 < q see. `reports/cv_predicted.py` draws both tables.
 
 The helpers below the tables' code (`cv_spec`, `break_even`, `where`) are shared with
 `measurements.studies.cv_vit_digits`.
@@ -63,7 +63,7 @@ class Settings:
 
     tasks: tuple[str, ...] = ("mlp-mnist1d", "vit-digits", "bagnet-digits")
     fraction: float = 0.75
-    buffer: int = 8
+    buffer: int = 64
     repeats: int = 30
     warmup: int = 5
     variance: bool = True
@@ -182,8 +182,8 @@ def _predictors(s: Settings, n: int) -> list[tuple[str, int, str, bool]]:
     b = s.buffer
     rows = [(f"buffer {m}" + (" (default)" if m == b else ""), m, f"buffer={m}", False)
             for m in s.buffers]  # fmt: skip
-    return [*rows, (f"buffer {b}, beta 0", b, f"buffer={b},beta=0", False),
-            (f"buffer {b}, fitted beta", b, f"buffer={b},fit_beta=true", False),
+    return [*rows, (f"buffer {b}, beta 0", b, f"buffer={b},beta=0,fit_beta=false", False),
+            (f"buffer {b}, beta 1", b, f"buffer={b},beta=1,fit_beta=false", False),
             ("oracle (own batch)", n, f"buffer={n}", True)]  # fmt: skip
 
 

@@ -10,8 +10,9 @@ round, then `repeats` rounds, the order rotating), and each row (`quality_draws.
 medians and their ratio measured in this run. The protocol asks R = 64 batched draws to be at
 least 4x faster than 64 single ones for the forward-gradient and sparse-VJP estimators.
 
-Task specs with several model options separate them by `;` (`mlp-mnist1d:width=16;depth=1`),
-since `,` separates the study's settings. The forward-gradient study's draws table
+Task and estimator specs with several options separate them by `;`
+(`mlp-mnist1d:width=16;depth=1`, `sparse-vjp:sketch=rank;share=false`), since `,` separates the
+study's settings. The forward-gradient study's draws table
 (`measurements.studies.forward_gradients`) is measured by `draws_rows` here.
 """
 
@@ -34,9 +35,9 @@ DEFAULT = (
     "fg-wt",
     "fg-wperp-ns",
     "sparse-vjp",
-    "sparse-vjp:sketch=minvar",
-    "sparse-vjp:sketch=rank",
-    "sparse-vjp:axis=unit",
+    "sparse-vjp:sketch=minvar;share=false",
+    "sparse-vjp:sketch=rank;share=false",
+    "sparse-vjp:sketch=uniform;axis=unit;share=false",
 )
 SMOKE_TASK = "mlp-mnist1d:width=16;depth=1"
 
@@ -86,14 +87,15 @@ def draws_rows(
     for spec in tasks:
         task = task_of(spec)
         data = task_batch(task, batch, device)
-        for name in estimators:
-            if skipped(name, spec, skip):
+        for written in estimators:
+            if skipped(written, spec, skip):
                 continue
+            name = written.replace(";", ",")
             torch.manual_seed(0)
             est = make_estimator(name).bind(task.model().to(device), task.loss)
             single, batched, rounds = compare(est, data, draws, repeats, device)
             rows.append({
-                "task": task.name, "estimator": name, "params": est.params_str,
+                "task": task.name, "estimator": written, "params": est.params_str,
                 "batch": len(data[0]), "draws": draws, "device": str(device),
                 "threads": torch.get_num_threads(), "single_s": single, "batched_s": batched,
                 "speedup": single / batched, "repeats": rounds,

@@ -5,7 +5,8 @@
 Cost rows (`sparse_vjp_cost.csv`): for each model (`tasks`, each with its batch size in
 `batches`, 0 for the task's own: by default the task's own model, then a wider one with a larger
 batch to show the trend) dense backprop and sparse-vjp at `keep` 0.25 in each of `variants`
-(`axis-sketch`: row and unit sparsity with the uniform sketch, row with minvar) run the same
+(`axis-sketch`: row and unit sparsity with the uniform sketch, row with minvar; `shared-outer`,
+one example subset per step for all layers, the estimator's default) run the same
 forward + backward on the same batch from the same seeded model. Each configuration is timed as
 two ways, its step (forward + backward to every parameter) and its backward alone (on a graph
 built once and kept, `retain_graph`, so every call replays the same sketch), all of them
@@ -21,7 +22,8 @@ time <= 0.45x dense (ideal 0.25x) and step time ratio <= 1.25x the step FLOP rat
 Variance rows (`sparse_vjp_variance.csv`): per-layer relative variance
 sum_r ||g_r - mean||^2 / ((R - 1) ||g||^2) (`measurements.gradient_stats`, layer `total` for the
 whole gradient) of R = `draws` draws at initialisation (seed 0, the task's batch size) for each
-of `variance_tasks` and `variance_variants` (uniform vs minvar, row and unit) at `keep` 0.25.
+of `variance_tasks` and `variance_variants` (uniform vs minvar, row and unit, and the shared
+outer subset) at `keep` 0.25.
 
 Task specs take at most one model option here (`mlp-mnist1d:width=1024`): a comma would end the
 setting. The `--device` flag chooses the device; `--threads` the CPU threads.
@@ -48,16 +50,20 @@ from tasks import Task, get_task
 COST = "sparse_vjp_cost.csv"
 VARIANCE = "sparse_vjp_variance.csv"
 DENSE = "backprop"
+SHARED = "shared"  # the `axis` of a variant whose one example subset is shared by all layers
 
 
 # Shared with `measurements.studies.sparse_vjp_tradeoff`.
 def sparse_spec(keep: float, axis: str, sketch: str) -> str:
-    """The sparse-vjp estimator at a keep fraction, axis and sketch."""
-    return f"sparse-vjp:sketch={sketch},axis={axis},keep={keep:g}"
+    """The sparse-vjp estimator at a keep fraction, axis and sketch; axis `shared` is one example
+    subset per step for every layer (share=true), the others independent per-layer sketches."""
+    if axis == SHARED:
+        return f"sparse-vjp:sketch={sketch},share=true,keep={keep:g}"
+    return f"sparse-vjp:sketch={sketch},axis={axis},share=false,keep={keep:g}"
 
 
 def variant(text: str) -> tuple[str, str]:
-    """`"row-minvar"` -> ("row", "minvar"): a sparse-vjp axis and sketch."""
+    """`"row-minvar"` -> ("row", "minvar"): a sparse-vjp axis (or `shared`) and sketch."""
     axis, dash, sketch = text.partition("-")
     if not dash or not axis or not sketch:
         raise StudyError(f"sparse-vjp: a variant is axis-sketch (e.g. row-minvar), got {text!r}")
@@ -78,13 +84,13 @@ class Settings:
     )  # fmt: skip
     batches: tuple[int, ...] = (0, 512, 0, 256)
     keep: float = 0.25
-    variants: tuple[str, ...] = ("row-uniform", "unit-uniform", "row-minvar")
+    variants: tuple[str, ...] = ("row-uniform", "unit-uniform", "row-minvar", "shared-outer")
     repeats: int = 20
     warmup: int = 3
     block_ms: float = 50.0
     variance_tasks: tuple[str, ...] = ("mlp-mnist1d", "vit-digits")
     variance_variants: tuple[str, ...] = (
-        "row-uniform", "row-minvar", "unit-uniform", "unit-minvar",
+        "row-uniform", "row-minvar", "unit-uniform", "unit-minvar", "shared-outer",
     )  # fmt: skip
     draws: int = 64
 
@@ -224,7 +230,7 @@ STUDY = Study(
         warmup=1,
         block_ms=1.0,
         variance_tasks=("vit-digits:depth=1",),
-        variance_variants=("row-uniform", "unit-minvar"),
+        variance_variants=("row-uniform", "unit-minvar", "shared-outer"),
         draws=4,
     ),
     measure=measure,

@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from torchvision.datasets import CIFAR10, MNIST, FashionMNIST
 
 from tasks.data.splits import CHANNELS, DataSource, Splits, make_splits
 from tasks.errors import DataError
@@ -71,15 +70,53 @@ def _not_found_as_data_error(name: str, folder: Path, files: Sequence[str]) -> I
         raise _missing(name, folder, files) from err
 
 
-def _idx(dataset: type[MNIST], name: str, source: DataSource) -> Splits:
-    """MNIST-format IDX files under `<root>/<class name>/raw/`, read through torchvision."""
+def _malformed(name: str, problem: str, err: BaseException) -> DataError:
+    """The error for files of data set `name` present but of the wrong format (`problem`)."""
+    detail = "".join(str(err).splitlines()[:1]) or type(err).__name__
+    return DataError(
+        f"{name}: {problem} ({detail}); replace them, or remove them and pass --download"
+    )
+
+
+@contextmanager
+def _download_error(name: str, root: Path) -> Iterator[None]:
+    """Turn a failed download (no network, a refused mirror) into a `DataError`."""
+    try:
+        yield
+    except OSError as err:
+        raise DataError(
+            f"could not download {name} into {root} ({err}); check the network, or put the "
+            "files there yourself and drop --download"
+        ) from None
+    except RuntimeError as err:
+        if not str(err).startswith("Error downloading"):
+            raise
+        raise DataError(
+            f"could not download {name} into {root} (no network?); put the files there "
+            "yourself and drop --download"
+        ) from None
+
+
+def _idx(folder: str, name: str, source: DataSource) -> Splits:
+    """MNIST-format IDX files under `<root>/<folder>/raw/`, read through torchvision's dataset
+    class of that name (imported here: it takes seconds, and most runs need no files)."""
+    from torchvision import datasets
+
+    dataset = getattr(datasets, folder)
     root = _root(source, name)
-    raw = root / dataset.__name__ / "raw"
+    raw = root / folder / "raw"
     if not source.download:
         _require(name, raw, IDX_FILES)
-    with _not_found_as_data_error(name, raw, IDX_FILES):
-        train = dataset(root, train=True, download=source.download)
-        val = dataset(root, train=False)
+    with _not_found_as_data_error(name, raw, IDX_FILES), _download_error(name, root):
+        try:
+            train = dataset(root, train=True, download=source.download)
+            val = dataset(root, train=False)
+        except (AssertionError, ValueError, IndexError) as err:
+            raise _malformed(name, f"{raw} does not hold MNIST-format IDX files", err) from None
+        except RuntimeError as err:
+            if str(err).startswith(("Dataset not found", "Error downloading")):
+                raise
+            raise _malformed(name, f"{raw} does not hold MNIST-format IDX files", err) from None
     return make_splits(
         train.data[:, None] / 255.0,  # (N, 1, 28, 28)
         train.targets,
@@ -96,7 +133,7 @@ def mnist(source: DataSource) -> Splits:
     60000 train / 10000 val images (N, 1, 28, 28), pixels divided by 255, standardised with the
     train split's mean and std; 10 classes. Downloaded into `root` only if `source.download`.
     """
-    return _idx(MNIST, "MNIST", source)
+    return _idx("MNIST", "MNIST", source)
 
 
 def fashion_mnist(source: DataSource) -> Splits:
@@ -105,16 +142,24 @@ def fashion_mnist(source: DataSource) -> Splits:
     60000 train / 10000 val images (N, 1, 28, 28), pixels divided by 255, standardised with the
     train split's mean and std; 10 classes. Downloaded into `root` only if `source.download`.
     """
-    return _idx(FashionMNIST, "FashionMNIST", source)
+    return _idx("FashionMNIST", "FashionMNIST", source)
 
 
 def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Images (N, 3, 32, 32) uint8 and labels (N,) of one CIFAR-10 pickle."""
-    with path.open("rb") as f:
-        batch = pickle.load(f, encoding="bytes")
-    # Each row is 1024 red, 1024 green, 1024 blue values, each a row-major 32x32 plane.
-    images = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-    return images, np.asarray(batch[b"labels"], dtype=np.int64)
+    try:
+        with path.open("rb") as f:
+            batch = pickle.load(f, encoding="bytes")
+        # Each row is 1024 red, 1024 green, 1024 blue values, each a row-major 32x32 plane.
+        images = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    except Exception as err:  # unpickling fails in many ways (EOFError, UnpicklingError, ...)
+        raise _malformed("CIFAR-10", f"{path} is not a python-format CIFAR-10 batch", err) from None
+    if len(labels) != len(images):
+        raise _malformed(
+            "CIFAR-10", f"{path} is not a CIFAR-10 batch", ValueError("as many labels as images")
+        )
+    return images, labels
 
 
 def cifar10(source: DataSource) -> Splits:
@@ -132,7 +177,9 @@ def cifar10(source: DataSource) -> Splits:
     folder = root / CIFAR_FOLDER
     files = (*CIFAR_TRAIN, CIFAR_TEST)
     if source.download:
-        with _not_found_as_data_error("CIFAR-10", folder, files):
+        from torchvision.datasets import CIFAR10
+
+        with _not_found_as_data_error("CIFAR-10", folder, files), _download_error("CIFAR-10", root):
             CIFAR10(root, train=False, download=True)
     _require("CIFAR-10", folder, files)
     train = [_cifar_batch(folder / file) for file in CIFAR_TRAIN]
