@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -108,10 +109,13 @@ class ForkServer:
         self.proc.wait()
 
 
-def kill_in_writes(folder: Path, config: list[str], kills: int, rng: random.Random) -> list[str]:
+def kill_in_writes(
+    folder: Path, config: list[str], kills: int, rng: random.Random, executor: Sequence[str] = ()
+) -> list[str]:
     """Restart the sweep in `folder` until `kills` restarts died by SIGKILL in the middle of a
     table write (the N-th write, N uniform in 1..3 but at most the pending cells, with a uniform
-    fraction of it written); then finish it. A line per restart."""
+    fraction of it written); then finish it. `executor` (e.g. `--executor pool --jobs 2`) is
+    given to every start and resume. A line per restart."""
     lines: list[str] = []
     server = ForkServer()
     try:
@@ -120,9 +124,8 @@ def kill_in_writes(folder: Path, config: list[str], kills: int, rng: random.Rand
             pending = sum(c["status"] != "done" for c in cells.values()) or 3
             point = f"{rng.randint(1, min(3, pending))}:{rng.uniform(0.01, 0.99):.2f}"
             resumed = (folder / "manifest.json").exists()
-            args = (
-                ["--resume", "--out", str(folder)] if resumed else [*config, "--out", str(folder)]
-            )
+            args = ["--resume"] if resumed else config
+            args = [*args, *executor, "--out", str(folder)]
             status = server.run(args, point)
             if status not in (0, -signal.SIGKILL):
                 raise RuntimeError(f"the sweep in {folder} failed (exit {status})")
@@ -130,7 +133,7 @@ def kill_in_writes(folder: Path, config: list[str], kills: int, rng: random.Rand
             done = sum(c["status"] == "done" for c in cells.values())
             how = "killed mid-write" if status else "finished"
             lines.append(f"kill point {point}: {how}; cells done {done} / {len(cells)}")
-        if server.run(["--resume", "--out", str(folder)]) != 0:
+        if server.run(["--resume", *executor, "--out", str(folder)]) != 0:
             raise RuntimeError(f"the last resume of {folder} failed")
     finally:
         server.close()

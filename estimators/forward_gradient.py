@@ -32,6 +32,7 @@ from estimators.forward_mode import (
     owners,
 )
 from estimators.params import Param
+from estimators.seeds import host_seeds
 
 TANGENTS = Param(
     name="tangents",
@@ -115,8 +116,8 @@ class ForwardGradient(GradientEstimator):
         count = draws * self.tangents
         directions = None
         if self._weighted:
-            seed = torch.randint(2**62, (1,), generator=generator, device=generator.device)
-            directions = SeededDirections(self._owners, count, int(seed.item()), self.noise)
+            [seed] = host_seeds(generator, 1)  # no wait for the device (estimators.seeds)
+            directions = SeededDirections(self._owners, count, seed, self.noise)
         guesses = {n: (self._modules[n], g) for n, g in self.guesses(count, generator).items()}
         return forward_pass(self.model, self.loss, batch, count, guesses, directions)
 

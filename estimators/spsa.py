@@ -11,6 +11,7 @@ from estimators.base import Batch, Estimate, GradientEstimator, trainable_parame
 from estimators.forward_gradient import noise_param
 from estimators.forward_mode import noise
 from estimators.params import Param
+from estimators.seeds import host_seeds
 
 CHUNK = 2**18  # noise entries drawn at once: bounds the temporary memory of a step
 
@@ -75,10 +76,10 @@ class SPSA(GradientEstimator):
         x, y = batch
         params = list(trainable_parameters(self.model).items())
         weights = [p for _, p in params]
-        seeds = torch.randint(2**62, (self.pairs,), generator=generator, device=generator.device)
-        slopes, losses = [], []
+        seeds = host_seeds(generator, self.pairs)  # no wait for the device (estimators.seeds)
+        differences, losses = [], []
         with torch.no_grad():
-            for seed in seeds.tolist():
+            for seed in seeds:
                 shift = 0.0  # the multiple of z(seed) now added to the parameters
                 try:
                     self._add(weights, seed, self.eps)
@@ -90,10 +91,13 @@ class SPSA(GradientEstimator):
                 finally:
                     if shift:
                         self._add(weights, seed, -shift)
-                slopes.append((plus - minus).item() / (2 * self.eps * self.pairs))
+                differences.append(plus - minus)
                 losses.append((plus + minus) / 2)
+            # The step's one host sync: the slopes scale z(seed) as `add_`'s alpha (a number;
+            # a tensor factor would round differently), read once every pair is queued.
+            slopes = [d / (2 * self.eps * self.pairs) for d in torch.stack(differences).tolist()]
             grads = [torch.zeros_like(p) for p in weights]
-            for seed, slope in zip(seeds.tolist(), slopes, strict=True):
+            for seed, slope in zip(seeds, slopes, strict=True):
                 self._add(grads, seed, slope)
         return Estimate(
             grads={name: g for (name, _), g in zip(params, grads, strict=True)},

@@ -104,6 +104,8 @@ STUDY_COLUMNS: dict[str, tuple[str, ...]] = {
                                 "batch", "budget_steps", "target", "reached", "steps_to_target",
                                 "epochs_to_target", "seconds_to_target", "flops_to_target",
                                 "step_seconds", "final_acc", "status", "device", "threads"),
+    "wperp_overlap.csv": ("task", "width", "steps", "layer", "k", "overlap", "lo", "hi",
+                          "examples"),
 }  # fmt: skip
 
 

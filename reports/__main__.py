@@ -6,18 +6,23 @@ prints the closing table (one row per task and estimator setting, as the sweep e
 whose tables disagree with its manifest (rows missing, extra, changed or cut off: repair it with
 `python -m runners.sweep --resume`) prints one line on stderr and exits with status 2;
 `--allow-damaged` builds the report of a damaged folder anyway, with a warning on every page.
+`--results A B ...` reports on several folders as one, merged as `python -m runners.merge` merges
+them (`reports.several`; default report folder `reports/A+B`).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 from measurements.schema import audit, manifest_problem
 from reports.build import build_reports
 from reports.closing import closing_table
+from reports.html import write_page
 from reports.load import ReportError, Results, load_results
+from reports.several import merged
 from tasks.boundary import Parser, run_command
 
 
@@ -27,7 +32,13 @@ def parser() -> Parser:
         prog="python -m reports",
         description="Build tables, figures and index.md from a results folder (no re-runs).",
     )
-    parser.add_argument("--results", type=Path, required=True, help="results folder of a sweep")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="results folder of a sweep; several are merged as python -m runners.merge does",
+    )
     parser.add_argument("--out", type=Path, help="report folder (default: reports/<results name>)")
     parser.add_argument("--summary", action="store_true", help="print the closing table first")
     parser.add_argument("--no-pages", action="store_true", help="do not write the report folder")
@@ -51,6 +62,7 @@ def warn_pages(index: Path, warning: str) -> None:
     """Put `warning` at the top of every page of the report whose index is `index`."""
     for page in [index, *sorted((index.parent / "tables").glob("*.md"))]:
         page.write_text(f"> **Warning: {warning}**\n\n{page.read_text()}")
+    write_page(index)  # index.html again, with the warnings
 
 
 def report(args: argparse.Namespace) -> int:
@@ -78,8 +90,17 @@ def report(args: argparse.Namespace) -> int:
     return 0
 
 
+def report_of_several(args: argparse.Namespace) -> int:
+    """The report of one results folder, or of several merged into a temporary one."""
+    if len(args.results) == 1:
+        return report(argparse.Namespace(**{**vars(args), "results": args.results[0]}))
+    with tempfile.TemporaryDirectory(prefix="cheapgrad-merged-") as tmp:
+        folder = merged(args.results, Path(tmp))
+        return report(argparse.Namespace(**{**vars(args), "results": folder}))
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run_command(parser(), report, (ReportError,), argv)
+    return run_command(parser(), report_of_several, (ReportError,), argv)
 
 
 if __name__ == "__main__":

@@ -8,15 +8,19 @@ from pathlib import Path
 from reports import (
     baselines,
     blog,
+    claims,
     curves,
     cv_predicted,
     cv_vit_digits,
     forward_gradients,
+    html,
     layers,
     lowrank_layer,
     memory_time,
+    paper_figures,
     profile,
     quality_draws,
+    ranking,
     scaling,
     sparse,
     sparse_vjp_study,
@@ -25,6 +29,7 @@ from reports import (
     svd,
     tables,
     widths,
+    wperp_overlap,
 )
 from reports.index import render
 from reports.load import ReportError, Results, load_results
@@ -34,6 +39,8 @@ from reports.style import BACKPROP, Style
 Builder = Callable[[Results, Style, Path], list[Section]]
 # Sections over the sweep's tables (and the blog table), each built or skipped with a reason.
 BUILDERS: tuple[Builder, ...] = (
+    claims.build,
+    ranking.build,
     tables.build,
     baselines.build,
     memory_time.build,
@@ -45,6 +52,7 @@ BUILDERS: tuple[Builder, ...] = (
     sparse.build,
     svd.build,
     blog.build,
+    paper_figures.build,
     profile.build,
 )
 # Sections over the studies' tables (`fg_*.csv`, ...), built only where one of them is.
@@ -57,8 +65,9 @@ STUDY_BUILDERS: tuple[tuple[str, Builder], ...] = (
     ("sparse_vjp_cost.", sparse_vjp_study.build),
     ("sparse_vjp_variance.", sparse_vjp_study.build),
     ("lowrank_layer.", lowrank_layer.build),
+    ("wperp_overlap.", wperp_overlap.build),
 )
-GENERATED = ("index.md", "figures/*.png", "figures/*.svg", "tables/*.md")
+GENERATED = ("index.md", "index.html", "figures/*.png", "figures/*.svg", "tables/*.md")
 
 
 def default_out(results: Path) -> Path:
@@ -78,8 +87,9 @@ def build_reports(results: Path, out: Path | None = None) -> Path:
     """Write the report of `results` to `out` (default `reports/<results folder name>/`).
 
     Reads only the results folder's tidy CSVs and manifest.json. Files of an earlier report in
-    `out` (index.md, figures/*.png|svg, tables/*.md) are replaced; nothing else there is
-    touched. Returns the path of `index.md`. Raises `ReportError` (one line) for a folder that
+    `out` (index.md, index.html, figures/*.png|svg, tables/*.md) are replaced; nothing else
+    there is touched. Returns the path of `index.md` (`index.html`, the same report as one
+    self-contained page, is beside it). Raises `ReportError` (one line) for a folder that
     is missing or not a results folder, or an `out` that is not a folder.
     """
     res = load_results(results)
@@ -98,4 +108,5 @@ def build_reports(results: Path, out: Path | None = None) -> Path:
     sections = [section for build in builders for section in build(res, style, out)]
     index = out / "index.md"
     index.write_text(render(res, style, sections))
+    html.write_page(index)
     return index

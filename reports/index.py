@@ -98,6 +98,7 @@ def render(res: Results, style: Style, sections: list[Section]) -> str:
     lines = [
         f"# Report: {res.folder.resolve().name}",
         "",
+        *(line for s in sections if s.lead for line in (s.lead, "")),  # the sections' leads
         f"Built by `python -m reports --results {res.folder}` from the tidy files of that results "
         "folder and its `manifest.json` only; nothing was re-run. Each table and figure below "
         "names the file and the filter its numbers come from (docs/protocol.md defines them).",

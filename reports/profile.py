@@ -4,7 +4,8 @@ Neural Network Training Algorithms", 2023; Dolan and Moré, 2002).
 For each task, each estimator setting's time to target (median over seeds, a seed that never
 reached the target counting as infinite) is divided by the fastest setting's on that task; the
 profile rho(tau) is the fraction of tasks on which that ratio is at most tau. A setting that
-never reached the target on a task, or was not run on it, never counts on that task.
+never reached the target on a task, or was not run on it, never counts on that task. Settings
+that reach no task's target are named in one finding instead of drawn as lines along 0.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from reports.load import Results
 from reports.reach import per_setting, runs_to_target
@@ -45,23 +47,18 @@ def ratios(reach: pd.DataFrame, style: Style) -> pd.DataFrame:
     return table.div(best.where(np.isfinite(best)), axis=0).fillna(math.inf)
 
 
-def build(res: Results, style: Style, out: Path) -> list[Section]:
-    runs = runs_to_target(res)
-    if runs.empty:
-        return [skip(TITLE, QUESTION, SOURCE, "the results hold no train.csv rows with a target")]
-    r = ratios(per_setting(runs), style)
-    if r.shape[1] < 2:
-        return [skip(TITLE, QUESTION, SOURCE, "only one estimator setting was trained")]
+def figure(r: pd.DataFrame, style: Style) -> tuple[Figure, list[str]]:
+    """The profile of the ratio table `r` (tasks x settings, at least one finite ratio) and its
+    findings. A setting that reached no task's target (rho = 0 at every tau) is not drawn: they
+    are named in one line instead of drawn as lines along 0."""
     finite = r.to_numpy()[np.isfinite(r.to_numpy())]
-    if finite.size == 0:
-        return [skip(TITLE, QUESTION, SOURCE,
-                     "no setting reached its task's target in the median over seeds")]  # fmt: skip
     tau_max = max(2.0, float(finite.max()) * 1.5)
     taus = np.geomspace(1.0, tau_max, 400)
     fig, (ax,) = new_figure(1, width=7.5, height=4.0)
-    findings = []
+    findings, never = [], []
     n = len(r)
-    for line, label in zip(LINES * len(r.columns), r.columns, strict=False):
+    drawn = [label for label in r.columns if np.isfinite(r[label].to_numpy()).any()]
+    for line, label in zip(LINES * len(r.columns), drawn, strict=False):
         values = r[label].to_numpy()
         rho = (values[None, :] <= taus[:, None]).mean(axis=1)
         ax.step(taus, rho, where="post", color=style.colour(label), label=label, lw=1.8, ls=line)
@@ -70,21 +67,40 @@ def build(res: Results, style: Style, out: Path) -> list[Section]:
         reached = int(np.isfinite(values).sum())
         findings.append(
             f"{label} is the fastest on {fastest}/{n} tasks, within 2× of the fastest on "
-            f"{within2}/{n}, and reaches the target (median over seeds) on {reached}/{n}"
-            + (
-                f"; its largest finite ratio is {fmt(values[np.isfinite(values)].max())}."
-                if reached
-                else "."
-            )
+            f"{within2}/{n}, and reaches the target (median over seeds) on {reached}/{n}; its "
+            f"largest finite ratio is {fmt(values[np.isfinite(values)].max())}."
         )
+    never = [label for label in r.columns if label not in drawn]
+    if never:
+        findings.append(
+            f"{len(never)} of {len(r.columns)} settings reach the target on none of the {n} "
+            f"tasks (median over seeds), so their profile is 0 at every tau and is not drawn: "
+            f"{', '.join(never)}."
+        )
+    note = f"\n{len(never)} settings that never reached a target not drawn" if never else ""
     log_axis(ax, "x")
     ax.set_xticks([t for t in TICKS if t <= tau_max])
+    ax.set_xlim(1.0, tau_max)
     ax.set_ylim(-0.02, 1.02)
     ax.set(xlabel="tau: time to target / fastest setting's (log scale)",
            ylabel=f"fraction of tasks (of {n}) within tau",
-           title="performance profile, time to target")  # fmt: skip
+           title="performance profile, time to target" + note)  # fmt: skip
     ax.grid(alpha=0.3, which="both")
     fig.legend(loc="outside right upper", fontsize="small")
+    return fig, findings
+
+
+def build(res: Results, style: Style, out: Path) -> list[Section]:
+    runs = runs_to_target(res)
+    if runs.empty:
+        return [skip(TITLE, QUESTION, SOURCE, "the results hold no train.csv rows with a target")]
+    r = ratios(per_setting(runs), style)
+    if r.shape[1] < 2:
+        return [skip(TITLE, QUESTION, SOURCE, "only one estimator setting was trained")]
+    if not np.isfinite(r.to_numpy()).any():
+        return [skip(TITLE, QUESTION, SOURCE,
+                     "no setting reached its task's target in the median over seeds")]  # fmt: skip
+    fig, findings = figure(r, style)
     tasks = ", ".join(r.index)
     return [Section(TITLE, QUESTION, SOURCE + f" Tasks: {tasks}.",
                     save(fig, out, "performance-profile"), findings)]  # fmt: skip

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import combine_pvalues
 
-from reports.style import interval
+from reports.style import COSINE_RANGE, interval
 
 ALPHA = 0.05  # the bias test's level (docs/protocol.md)
 STATS = ["cosine", "rel_bias", "rel_variance", "rel_mse", "work_mse", "work_scale"]
@@ -42,7 +42,7 @@ def significant(p: float) -> bool:
 
 def cosine_cell(r: Mapping[str, Any]) -> str:
     """A row's cosine with its 95% interval, "0.4 [0.2, 0.6]"."""
-    return interval(r["cosine"], r["cosine_lo"], r["cosine_hi"])
+    return interval(r["cosine"], r["cosine_lo"], r["cosine_hi"], COSINE_RANGE)
 
 
 def over_seeds(quality: pd.DataFrame, by: list[str]) -> pd.DataFrame:

@@ -16,6 +16,7 @@ class Section:
     findings: sentences, each with its numbers.
     body: markdown shown under the findings (an inline table).
     skipped: why nothing was drawn (the data is absent from the results); None when drawn.
+    lead: a paragraph `index.md` puts at its top, before everything else ("" for none).
     """
 
     title: str
@@ -25,6 +26,7 @@ class Section:
     findings: list[str] = field(default_factory=list)
     body: str = ""
     skipped: str | None = None
+    lead: str = ""
 
 
 def skip(title: str, question: str, source: str, reason: str) -> Section:

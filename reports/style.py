@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 from scipy.stats import t as student_t
 
-from tasks.spec import parse_options
+from tasks.labels import short_labels
 
 BACKPROP = "backprop"
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
@@ -31,11 +31,8 @@ LINE_STYLES = ("-", "--", ":", "-.")  # cycled to tell apart lines of one colour
 
 @dataclass(frozen=True)
 class Style:
-    """Short labels and fixed colours for every estimator setting of a results folder.
-
-    A label shows only the parameters that differ between the settings of one estimator
-    (`sparse-vjp:keep=0.5`); the full parameter string is in the index's legend table.
-    """
+    """Short labels (`tasks.labels.short_labels`, which the sweep's terminal output uses too)
+    and fixed colours for every estimator setting of a results folder."""
 
     labels: dict[tuple[str, str], str]
     colours: dict[str, str]
@@ -43,17 +40,8 @@ class Style:
     @classmethod
     def of(cls, keys: Iterable[tuple[str, str]]) -> Style:
         """Labels and colours for (estimator, params) keys, in order of first appearance."""
-        keys = list(dict.fromkeys(keys))
-        settings: dict[str, list[dict[str, str]]] = {}
-        for est, params in keys:
-            settings.setdefault(est, []).append(parse_options(params))
-        labels = {}
-        for est, params in keys:
-            values = parse_options(params)
-            varying = [k for k in values if len({str(s.get(k)) for s in settings[est]}) > 1]
-            shown = ",".join(f"{k}={values[k]}" for k in varying)
-            labels[(est, params)] = f"{est}:{shown}" if shown else est
-        colours, others = {}, iter(PALETTE * (1 + len(keys) // len(PALETTE)))
+        labels = short_labels(keys)
+        colours, others = {}, iter(PALETTE * (1 + len(labels) // len(PALETTE)))
         for label in labels.values():
             colours[label] = "black" if label == BACKPROP else next(others)
         return cls(labels, colours)
@@ -74,9 +62,36 @@ def fmt(value: float, digits: int = 3) -> str:
     return f"{value:.{digits}g}"
 
 
-def interval(value: float, lo: float, hi: float) -> str:
-    """A value with its interval, "0.4 [0.2, 0.6]"; an absent end shows as "-"."""
+MSE_RANGE = (0.0, math.inf)  # a mean squared error is never negative
+ACC_RANGE = (0.0, 1.0)  # an accuracy is a fraction
+COSINE_RANGE = (-1.0, 1.0)
+FLOOR_DECADES = 8  # log axes show at most this many powers of ten below their largest value
+
+
+def clip(lo: float, hi: float, within: tuple[float, float]) -> tuple[float, float]:
+    """An interval's ends clipped to the quantity's range `within` (an absent end stays absent):
+    a Student-t interval of a mean of non-negative values can reach below 0, the quantity not."""
+    low, high = within
+    return (lo if math.isnan(lo) else min(max(lo, low), high),
+            hi if math.isnan(hi) else min(max(hi, low), high))  # fmt: skip
+
+
+def interval(
+    value: float, lo: float, hi: float, within: tuple[float, float] = (-math.inf, math.inf)
+) -> str:
+    """A value with its interval clipped to `within`, "0.4 [0.2, 0.6]"; an absent end is "-"."""
+    lo, hi = clip(float(lo), float(hi), within)
     return f"{fmt(value)} [{fmt(lo)}, {fmt(hi)}]"
+
+
+def log_floor(values: Iterable[float], decades: int = FLOOR_DECADES) -> float | None:
+    """The lower limit of a log axis showing `values`: the smallest positive finite value, but
+    at most `decades` powers of ten below the largest (float noise, ~1e-13 of a gradient, must
+    not stretch the axis); None when no value is positive and finite."""
+    finite = [v for v in values if math.isfinite(v) and v > 0]
+    if not finite:
+        return None
+    return max(min(finite), max(finite) / 10**decades)
 
 
 def t95(n: int) -> float:
@@ -116,10 +131,12 @@ def new_figure(
 
 
 def save(fig: Figure, folder: Path, name: str) -> list[str]:
-    """Write `name`.png and `name`.svg under `folder/figures`; their paths relative to `folder`."""
+    """Write `name`.png and `name`.svg under `folder/figures`; their paths relative to `folder`.
+    The SVG keeps its words as `<text>` (not glyph outlines), so a page or a test can read the
+    axis labels; a viewer draws them in its own sans-serif font."""
     (folder / "figures").mkdir(parents=True, exist_ok=True)
     files = []
-    with matplotlib.rc_context({"svg.hashsalt": "cheapgrad"}):
+    with matplotlib.rc_context({"svg.hashsalt": "cheapgrad", "svg.fonttype": "none"}):
         for ext, metadata in (("png", {"Software": None}), ("svg", {"Date": None})):
             fig.savefig(folder / "figures" / f"{name}.{ext}", dpi=DPI, metadata=metadata)
             files.append(f"figures/{name}.{ext}")

@@ -18,11 +18,13 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
+from reports.break_even import break_even_findings
 from reports.load import KEYS, Results
+from reports.phrases import cheapest, other_word, versus_backprop
 from reports.quality import ALPHA, at_end, cosine_cell, over_seeds, significant
 from reports.reach import per_setting, runs_to_target
 from reports.section import Section, skip
-from reports.style import BACKPROP, Style, fmt, interval, slug
+from reports.style import BACKPROP, MSE_RANGE, Style, fmt, interval, slug
 
 QUESTION = "How close, how cheap and how fast is each estimator setting on this task?"
 # cost.csv columns summarised by their median over rows of one setting (one row a device).
@@ -73,7 +75,7 @@ def time_cell(r: Row) -> str:
 
 def work_cell(r: Row) -> str:
     """ "0.5 [0.4, 0.6], c* 0.9"."""
-    work = interval(r["work_mse"], r["work_mse_lo"], r["work_mse_hi"])
+    work = interval(r["work_mse"], r["work_mse_lo"], r["work_mse_hi"], MSE_RANGE)
     return f"{work}, c* {fmt(r['work_scale'])}"
 
 
@@ -143,8 +145,8 @@ def _rows(task_rows: pd.DataFrame, style: Style) -> tuple[list[str], list[list]]
         row = [style.label(r["estimator"], r["params"])]
         if "cosine" in has:
             row += [cosine_cell(r), bias_cell(r), fmt(r["bias_p"], 2), fmt(r["rel_variance"]),
-                    interval(r["rel_mse"], r["rel_mse_lo"], r["rel_mse_hi"]),
-                    interval(r["work_mse"], r["work_mse_lo"], r["work_mse_hi"]),
+                    interval(r["rel_mse"], r["rel_mse_lo"], r["rel_mse_hi"], MSE_RANGE),
+                    interval(r["work_mse"], r["work_mse_lo"], r["work_mse_hi"], MSE_RANGE),
                     fmt(r["work_scale"])]  # fmt: skip
         if "flop_ratio" in has:
             row += [fmt(r["flop_ratio"]), fmt(r["elementwise_ratio"]), time_cell(r),
@@ -169,7 +171,7 @@ def _listing(rows: pd.DataFrame, name: Names, cell: Callable[[Row], str]) -> str
     return ", ".join(f"{name[i]} ({cell(r)})" for i, r in rows.iterrows())
 
 
-def _closest(o: pd.DataFrame, name: Names) -> str | None:
+def _closest(o: pd.DataFrame, name: Names, other: str) -> str | None:
     """The setting closest to the exact gradient, named only when its cosine interval lies
     above every other setting's; otherwise the settings it cannot be told apart from."""
     o = o[o["cosine"].notna()]
@@ -177,9 +179,9 @@ def _closest(o: pd.DataFrame, name: Names) -> str | None:
         return None
     best = o.loc[o["cosine"].idxmax()]
     head = f"At the last checkpoint (step {int(best['checkpoint'])}), "
-    mse = interval(best["rel_mse"], best["rel_mse_lo"], best["rel_mse_hi"])
+    mse = interval(best["rel_mse"], best["rel_mse_lo"], best["rel_mse_hi"], MSE_RANGE)
     if len(o) == 1:
-        return (f"{head}the only setting other than backprop, {name[best.name]}, has cosine "
+        return (f"{head}the only {other}setting, {name[best.name]}, has cosine "
                 f"{cosine_cell(best)} with the exact gradient, relative MSE {mse}.")  # fmt: skip
     rest = o.drop(index=best.name).sort_values("cosine", ascending=False)
     tied = rest[~(rest["cosine_hi"] < best["cosine_lo"])]
@@ -278,13 +280,14 @@ def _cost_findings(o: pd.DataFrame, name: Names) -> list[str]:
         return out
     among = " among cost cells not marked noisy" if noisy.any() else ""
     c = quiet.loc[quiet["flop_ratio"].idxmin()]
-    out.append(f"Cheapest step in FLOPs{among}: {name[c.name]} at {fmt(c['flop_ratio'])}× "
-               f"backprop's (linear algebra included; elementwise {fmt(c['elementwise_ratio'])}×, "
-               f"memory {fmt(c['memory_ratio'])}×).")  # fmt: skip
+    out.append(f"{cheapest(name[c.name], c['flop_ratio'], len(quiet), among)} (linear algebra "
+               f"included; elementwise {fmt(c['elementwise_ratio'])}×, memory "
+               f"{fmt(c['memory_ratio'])}×).")  # fmt: skip
     timed = quiet[quiet["time_ratio"].notna()]
     if len(timed):
         f = timed.loc[timed["time_ratio"].idxmin()]
-        out.append(f"Fastest step in time{among}: {name[f.name]} at {time_cell(f)}× backprop's "
+        which = "Fastest step in time" if len(timed) > 1 else "Step time"
+        out.append(f"{which}{among}: {name[f.name]} at {time_cell(f)}× backprop's "
                    f"(A/A control {fmt(f['aa_ratio'])}×): {_time_verdict(f)}.")  # fmt: skip
     return out
 
@@ -295,6 +298,7 @@ def _reach(task: str, t: pd.DataFrame, name: Names, res: Results) -> list[str]:
     target = fmt(res.target(task) or math.nan)
     others = t[t["estimator"] != BACKPROP]
     bp = t[t["estimator"] == BACKPROP]
+    other = other_word(len(bp) > 0)
     if len(bp) and _finite(bp.iloc[0]["runs"]):
         b = bp.iloc[0]
         seeds = f"{int(b['reached'])}/{int(b['runs'])} seeds"
@@ -309,20 +313,21 @@ def _reach(task: str, t: pd.DataFrame, name: Names, res: Results) -> list[str]:
     if len(reached):
         f = reached.loc[reached["seconds_median"].idxmin()]
         speedup = (
-            f"speedup over backprop {fmt(f['speedup_seconds'])}× in time and "
-            f"{fmt(f['speedup_flops'])}× in FLOPs"
+            f"{versus_backprop(f['speedup_seconds'], 'time')}; "
+            f"{versus_backprop(f['speedup_flops'], 'FLOPs')}"
             if _finite(f["speedup_seconds"])
             else "no speedup over backprop is defined (backprop's median is ∞ or absent)"
         )
         out.append(
-            f"Fastest other setting to the target: {name[f.name]}, median "
+            f"Fastest {other}setting to the target: {name[f.name]}, median "
             f"{interval(f['seconds_median'], f['seconds_min'], f['seconds_max'])} s "
             f"({int(f['reached'])}/{int(f['runs'])} seeds); {speedup}."
         )
     elif len(others):
         out.append(
-            f"No setting other than backprop reaches the target {target} in the median "
-            "over seeds (the table's `reached` column gives the seeds that did)."
+            f"No setting{' other than backprop' if len(bp) else ''} reaches the target "
+            f"{target} in the median over seeds (the table's `reached` column gives the seeds "
+            "that did)."
         )
     modelled = _modelled(t, name)
     return [*out, modelled] if modelled else out
@@ -341,13 +346,14 @@ def _modelled(t: pd.DataFrame, name: Names) -> str | None:
     m = finite[~noisy].loc[finite[~noisy]["modelled_median"].idxmin()]
     bp = t[t["estimator"] == BACKPROP]["modelled_median"]
     ref = (
-        f", backprop's {fmt(bp.iloc[0])} s (speedup {fmt(m['speedup_modelled'])}×)"
+        f", backprop's {fmt(bp.iloc[0])} s ({versus_backprop(m['speedup_modelled'], 'time')})"
         if _finite(m["speedup_modelled"])
         else ", no modelled speedup over backprop (its modelled median is ∞ or absent)"
     )
     among = " among cost cells not marked noisy" if noisy.any() else ""
     return (
-        f"In modelled seconds ({MODELLED}), the fastest other setting to the target{among} "
+        f"In modelled seconds ({MODELLED}), the fastest {other_word(len(bp) > 0)}setting "
+        f"to the target{among} "
         f"is {name[m.name]}: median "
         f"{interval(m['modelled_median'], m['modelled_min'], m['modelled_max'])} s{ref}."
     )
@@ -359,11 +365,13 @@ def _findings(task: str, t: pd.DataFrame, style: Style, res: Results) -> list[st
     out: list[str | None] = []
     if "cosine" in t:
         legacy = "quality.csv" in res.legacy
-        out += [_closest(others, name), _bias(others, name), _work(others, name, legacy)]
+        other = other_word(bool((t["estimator"] == BACKPROP).any()))
+        out += [_closest(others, name, other), _bias(others, name), _work(others, name, legacy)]
     if "flop_ratio" in t:
         out += _cost_findings(others, name)
     if "seconds_median" in t and t["runs"].notna().any():
         out += _reach(task, t, name, res)
+    out += break_even_findings(res.frame("diagnostics.csv"), task, style)
     return [s for s in out if s is not None]
 
 
@@ -374,8 +382,9 @@ def _quality_table(quality: pd.DataFrame, task: str, style: Style) -> str:
         rows.append([
             style.label(r["estimator"], r["params"]), int(r["checkpoint"]), cosine_cell(r),
             bias_cell(r), fmt(r["bias_p"], 2), fmt(r["rel_variance"]),
-            interval(r["rel_mse"], r["rel_mse_lo"], r["rel_mse_hi"]),
-            interval(r["work_mse"], r["work_mse_lo"], r["work_mse_hi"]), fmt(r["work_scale"]),
+            interval(r["rel_mse"], r["rel_mse_lo"], r["rel_mse_hi"], MSE_RANGE),
+            interval(r["work_mse"], r["work_mse_lo"], r["work_mse_hi"], MSE_RANGE),
+            fmt(r["work_scale"]),
             int(r["seeds"]),
         ])  # fmt: skip
     headers = ["estimator", "checkpoint (step)", *QUALITY_HEADERS, "seeds"]

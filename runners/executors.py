@@ -33,7 +33,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -44,6 +44,9 @@ from measurements.device import resolve_device, set_precision
 from runners.cells import Cell, LocalExecutor, Outcome, run_cell
 from tasks import TaskError, get_task
 from tasks.data import DataSource
+
+if TYPE_CHECKING:
+    from runners.presets import Preset
 
 EXECUTORS = ("local", "pool", "slurm")
 PR_SET_PDEATHSIG = 1  # Linux prctl option: a signal for this process when its parent dies
@@ -287,19 +290,18 @@ class SlurmExecutor:
 def add_flags(parser: argparse.ArgumentParser) -> None:
     """The sweep's executor flags."""
     add = parser.add_argument
-    add("--executor", choices=EXECUTORS, default="local",
-        help="local: one cell after another; pool: --jobs worker processes for quality cells "
-             "(timed cells run alone); slurm: a job array through submitit")  # fmt: skip
+    add("--executor", choices=EXECUTORS,
+        help="local (default): one cell after another; pool: --jobs worker processes for quality "
+             "cells (timed cells run alone); slurm: a job array through submitit")  # fmt: skip
     add("--jobs", type=int, help="pool: worker processes (default: every core)")
     add("--slurm-partition", help="slurm: partition of each task")
     add("--slurm-gpus", type=int, help="slurm: GPUs per task")
     add("--slurm-cpus", type=int, help="slurm: CPUs per task (the cell's torch threads)")
-    add("--slurm-time", type=int, default=60, help="slurm: time limit per task in minutes")
+    add("--slurm-time", type=int, help="slurm: time limit per task in minutes (default: 60)")
     add("--slurm-parallelism", type=int, help="slurm: array tasks running at once")
     add(
         "--slurm-option",
         action="append",
-        default=[],
         metavar="KEY[=VALUE]",
         help="slurm: an extra #SBATCH option (repeatable), e.g. account=proj or exclusive",
     )
@@ -310,6 +312,19 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     )
     add("--slurm-cluster", choices=("slurm", "local", "debug"), default="slurm",
         help="slurm: submitit's cluster; local and debug run the tasks without Slurm")  # fmt: skip
+
+
+def with_preset(args: argparse.Namespace, preset: Preset | None) -> argparse.Namespace:
+    """The flags, with the preset's `executor`, `jobs` (for the pool) and `[slurm]` values (for
+    Slurm) where the flag was not given: flags win. A resume passes no preset (flags only)."""
+    given = dict(vars(args))
+    if preset is not None:
+        given["executor"] = given["executor"] or preset.executor
+        taken: dict[str, object] = {"jobs": preset.jobs} if given["executor"] == "pool" else {}
+        if given["executor"] == "slurm":
+            taken = {f"slurm_{key}": value for key, value in (preset.slurm or {}).items()}
+        given |= {key: value for key, value in taken.items() if given[key] is None}
+    return argparse.Namespace(**{**given, "executor": given["executor"] or "local"})
 
 
 def from_args(args: argparse.Namespace, out: Path, imports: dict[str, str]) -> Any:
@@ -327,7 +342,7 @@ def from_args(args: argparse.Namespace, out: Path, imports: dict[str, str]) -> A
     except ImportError:
         raise TaskError("--executor slurm needs submitit: pip install 'cheapgrad[slurm]'") from None
     sbatch: dict[str, str | bool] = {}
-    for option in args.slurm_option:
+    for option in args.slurm_option or []:
         key, sep, value = option.partition("=")
         if not key:
             raise TaskError(f"--slurm-option takes KEY=VALUE or KEY, got {option!r}")
@@ -339,7 +354,8 @@ def from_args(args: argparse.Namespace, out: Path, imports: dict[str, str]) -> A
     folder = args.slurm_folder or out.with_name(out.name + ".slurm")
     options = SlurmOptions(
         str(folder), None if args.slurm_cluster == "slurm" else args.slurm_cluster,
-        args.slurm_partition, args.slurm_gpus, args.slurm_cpus, args.slurm_time,
+        args.slurm_partition, args.slurm_gpus, args.slurm_cpus,
+        60 if args.slurm_time is None else args.slurm_time,
         args.slurm_parallelism, sbatch,
     )  # fmt: skip
     return SlurmExecutor(options, imports, args.device)

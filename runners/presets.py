@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from estimators import registry
+from runners.executors import EXECUTORS
 
 
 class PresetError(ValueError):
@@ -31,6 +32,9 @@ class Preset:
     scaling: model families for the `scaling` measurement, a `[scaling]` table of model options
         by task, one of them a list of sizes (`mlp-mnist1d = { depth = [4], width = [128, 512] }`;
         `measurements.scaling`).
+    executor, jobs: `--executor` and `--jobs` (`runners.executors`) unless those flags are given.
+    slurm: a `[slurm]` table of the `--slurm-*` flags' values by their names (`SLURM_KEYS`: a
+        preset for a cluster, `partition = "gpu"`, `option = ["account=proj"]`); flags win.
     """
 
     name: str
@@ -44,6 +48,9 @@ class Preset:
     steps: int | dict[str, int] | None = None
     seconds: float | None = None
     scaling: dict[str, dict[str, list[object]]] | None = None
+    executor: str | None = None
+    jobs: int | None = None
+    slurm: dict[str, object] | None = None
 
 
 def _folder() -> resources.abc.Traversable:
@@ -70,8 +77,20 @@ _KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "seconds": ((int, float), "a number"),
     "grids": ((dict,), "a table of parameter grids by estimator"),
     "scaling": ((dict,), "a table of model families by task (measurements.scaling)"),
+    "executor": ((str,), f"one of {', '.join(EXECUTORS)}"),
+    "jobs": ((int,), "an integer"),
+    "slurm": ((dict,), "a table of Slurm options"),
 }
-_OPTIONAL = ("steps", "seconds", "grids", "scaling")
+_OPTIONAL = ("steps", "seconds", "grids", "scaling", "executor", "jobs", "slurm")
+# The `[slurm]` table's keys: the `--slurm-KEY` flags' names and types.
+SLURM_KEYS: dict[str, tuple[type, str]] = {
+    "partition": (str, "a string"),
+    "gpus": (int, "an integer"),
+    "cpus": (int, "an integer"),
+    "time": (int, "an integer (minutes)"),
+    "parallelism": (int, "an integer"),
+    "option": (list, 'a list of "KEY=VALUE" or "KEY" strings (extra #SBATCH options)'),
+}
 
 
 def _read(name: str) -> tuple[str, dict[str, Any]]:
@@ -106,13 +125,35 @@ def _check(name: str, data: Mapping[str, object]) -> None:
         bad = not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
         if isinstance(value, list):
             bad |= not all(isinstance(v, str) for v in value)
-        if isinstance(value, dict):
+        if isinstance(value, dict) and key != "slurm":
             inner = (int,) if key == "steps" else (dict,)
             bad |= not all(isinstance(v, inner) and not isinstance(v, bool) for v in value.values())
         if isinstance(value, str) and key == "estimators":
             bad |= value != "all"
+        if isinstance(value, str) and key == "executor":
+            bad |= value not in EXECUTORS
         if bad:
             raise PresetError(f"preset {name}: {key!r} must be {wants}, got {value!r}"[:200])
+    slurm = data.get("slurm", {})
+    assert isinstance(slurm, Mapping)  # checked above
+    _check_slurm(name, slurm)
+
+
+def _check_slurm(name: str, table: Mapping[str, object]) -> None:
+    """Raise `PresetError` for a `[slurm]` key that is not a `--slurm-*` flag's, or a value of
+    the wrong type."""
+    for key, value in table.items():
+        if key not in SLURM_KEYS:
+            raise PresetError(
+                f"preset {name}: unknown key {key!r} in [slurm]; valid: {', '.join(SLURM_KEYS)}"
+            )
+        kind, wants = SLURM_KEYS[key]
+        bad = not isinstance(value, kind) or isinstance(value, bool)
+        if isinstance(value, list):
+            bad |= not all(isinstance(v, str) for v in value)
+        if bad:
+            message = f"preset {name}: [slurm] {key!r} must be {wants}, got {value!r}"
+            raise PresetError(message[:200])
 
 
 def load_preset(name: str) -> Preset:
@@ -133,6 +174,9 @@ def load_preset(name: str) -> Preset:
         steps=data.get("steps"),
         seconds=data.get("seconds"),
         scaling=data.get("scaling"),
+        executor=data.get("executor"),
+        jobs=data.get("jobs"),
+        slurm=data.get("slurm"),
     )
 
 

@@ -12,10 +12,15 @@ sum over the cells still to run of each one's expected seconds:
 - else the median over other tasks (same measurement);
 - otherwise no estimate is shown until one cell of its kind has finished.
 The running cell counts for its expected seconds less the time it has already run.
+
+The running cell is named as the report names it (`train vit-digits sparse-vjp:keep=0.5 seed=0`,
+`tasks.labels.short_labels`), and the line fits in `WIDTH` columns: the name is cut with "…"
+when it would leave the bar fewer than `BAR_MIN` columns.
 """
 
 from __future__ import annotations
 
+import shutil
 import statistics
 import time
 from collections.abc import Callable, Iterable
@@ -26,13 +31,30 @@ from tqdm import tqdm
 from measurements.context import Context
 from runners.cells import Cell
 from tasks import get_task
+from tasks.labels import short_labels
+from tasks.spec import split_spec
 
 REFRESH_S = 0.5  # redraw the time left at most this often while a cell runs
 FORMAT = "{desc}|{bar}| {n_fmt}/{total_fmt} cells [{elapsed}{postfix}]"
+WIDTH = 100  # the bar's line never exceeds this many columns (nor the terminal's width)
+BAR_MIN = 6  # columns kept for the bar itself
+ESTIMATING = "estimating the time left"  # the longest postfix
 
 
 def _kind(cell: Cell) -> str:
     return "train" if cell.measure in ("train", "tune") else cell.measure
+
+
+def describe(cell: Cell, labels: dict[tuple[str, str], str]) -> str:
+    """ "train vit-digits cv-predicted seed=0": the cell with its estimator's short label."""
+    label = labels.get(split_spec(cell.estimator), cell.estimator)
+    tail = cell.key.rsplit("/", 1)[-1]
+    return " ".join([cell.measure, cell.task, label] + ([tail] if tail != "step" else []))
+
+
+def width() -> int:
+    """The bar's width: `WIDTH`, or the terminal's when narrower."""
+    return min(WIDTH, shutil.get_terminal_size((WIDTH, 24)).columns)
 
 
 def _clock(seconds: float) -> str:
@@ -54,11 +76,12 @@ class Progress:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.pending = {cell.key: cell for cell in cells}
+        self.labels = short_labels(split_spec(c.estimator) for c in self.pending.values())
         self.ctx, self.clock = ctx, clock
         self.rates: dict[tuple[str, str], list[float]] = {}  # (kind, task) -> seconds per unit
         self.current: Cell | None = None
         self.started = self.drawn = 0.0
-        self.bar = tqdm(total=len(self.pending), unit="cell", dynamic_ncols=True,
+        self.bar = tqdm(total=len(self.pending), unit="cell", ncols=width(),
                         bar_format=FORMAT, file=file, mininterval=REFRESH_S)  # fmt: skip
 
     def __enter__(self) -> Progress:
@@ -70,7 +93,7 @@ class Progress:
     def start(self, cell: Cell) -> None:
         """`cell` begins now."""
         self.current, self.started = cell, self.clock()
-        self.bar.set_description_str(cell.key, refresh=False)
+        self.bar.set_description_str(self._fit(describe(cell, self.labels)), refresh=False)
         self._show()
 
     def step(self, _: int = 0) -> None:
@@ -111,8 +134,17 @@ class Progress:
             total += max(seconds - (self.clock() - self.started), 0.0) if running else seconds
         return total
 
+    def _fit(self, text: str) -> str:
+        """`text` cut (with "…") so that the line keeps `BAR_MIN` columns for the bar at the
+        longest postfix, the full count and ten hours elapsed."""
+        rest = tqdm.format_meter(self.bar.total, self.bar.total, 36000.0, prefix="",
+                                 bar_format=FORMAT.replace("{bar}", ""),
+                                 postfix=ESTIMATING)  # fmt: skip
+        room = max(self.bar.ncols - BAR_MIN - len(rest), 12)
+        return text if len(text) <= room else text[: room - 1] + "…"
+
     def _show(self) -> None:
         self.drawn = self.clock()
         seconds = self.left()
-        text = "estimating the time left" if seconds is None else f"~{_clock(seconds)} left"
+        text = ESTIMATING if seconds is None else f"~{_clock(seconds)} left"
         self.bar.set_postfix_str(text)

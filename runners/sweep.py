@@ -290,6 +290,7 @@ def sweep(args: argparse.Namespace) -> int:
         print(listing())
         return 0
     config, out, manifest, done, found = _open(args)
+    args = executors.with_preset(args, None if args.resume else load_preset(args.preset or "quick"))
     device = resolve_device(executors.driver_device(args))
     threads = use_available_cores()
     precision = set_precision(args.tf32)  # before anything is computed; workers inherit it

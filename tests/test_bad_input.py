@@ -362,6 +362,36 @@ PRESETS = [
         "'steps' must be",
     ),
     Case(
+        "preset executor unknown",
+        "sweep",
+        preset(GOOD_PRESET + 'executor = "thread"\n'),
+        "'executor' must be one of local, pool, slurm",
+    ),
+    Case(
+        "preset jobs text",
+        "sweep",
+        preset(GOOD_PRESET + 'jobs = "two"\n'),
+        "'jobs' must be an integer",
+    ),
+    Case(
+        "preset slurm unknown key",
+        "sweep",
+        preset(GOOD_PRESET + "[slurm]\ngpu = 1\n"),
+        "unknown key 'gpu' in [slurm]; valid: partition, gpus",
+    ),
+    Case(
+        "preset slurm time text",
+        "sweep",
+        preset(GOOD_PRESET + '[slurm]\ntime = "4h"\n'),
+        "[slurm] 'time' must be an integer (minutes)",
+    ),
+    Case(
+        "preset slurm option not a list",
+        "sweep",
+        preset(GOOD_PRESET + '[slurm]\noption = "account=x"\n'),
+        "[slurm] 'option' must be a list",
+    ),
+    Case(
         "preset file missing",
         "sweep",
         lambda d: ["--preset", str(d / "no.toml")],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import random
 import subprocess
 import sys
 import time
@@ -245,3 +246,24 @@ def test_a_killed_pool_sweep_resumes_with_another_executor(local: Path, tmp_path
     for file in TABLES:
         df = pd.read_csv(out / file)
         assert not df.drop(columns=["seconds"], errors="ignore").duplicated().any()
+
+
+def test_ten_kills_of_a_pool_sweep_each_resumed_equal_an_uninterrupted_run(
+    local: Path, tmp_path: Path
+) -> None:
+    """Ten SIGKILLs of the driver of a `--jobs 2` pool sweep, each in the middle of a table
+    write (write 1..3 of the restart, a random fraction of it: seed 0; `kill_in_writes`), while
+    the other worker is still computing; each restart resumes with the pool. At the end every
+    cell is done, each row is there once, and the tables are the local run's."""
+    from benchmarks.kill_resume import kill_in_writes
+
+    out, pool = tmp_path / "r", ["--executor", "pool", "--jobs", "2"]
+    lines = kill_in_writes(out, TINY, 10, random.Random(0), pool)
+    assert sum("killed mid-write" in line for line in lines) == 10, lines
+    cells = json.loads((out / "manifest.json").read_text())["cells"]
+    assert len(cells) == 8 and {c["status"] for c in cells.values()} == {"done"}
+    assert {c["runner"] for k, c in cells.items() if k.startswith("quality/")} == {"pool:2"}
+    for file in TABLES:
+        df = pd.read_csv(out / file)
+        assert not df.drop(columns=["seconds"], errors="ignore").duplicated().any(), file
+    assert_same_tables(local, out)

@@ -117,3 +117,29 @@ def test_an_unfinished_input_or_one_input_is_refused(parts, tmp_path: Path, caps
     assert merge([str(tmp_path / "m"), str(a), str(torn)]) == 2
     assert "finish it with --resume first" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+def test_reports_read_several_folders_as_their_merge(parts, tmp_path: Path, capsys) -> None:
+    """`python -m reports --results A B` prints the closing table of `runners.merge`'s folder of
+    A and B, and refuses a mismatched pair with the merge's one line, writing nothing."""
+    from reports.__main__ import main as reports
+
+    a, b, _ = parts
+    assert merge([str(tmp_path / "m"), str(a), str(b)]) == 0
+    capsys.readouterr()
+    assert reports(["--results", str(tmp_path / "m"), "--summary", "--no-pages"]) == 0
+    want = capsys.readouterr().out
+    assert reports(["--results", str(a), str(b), "--summary", "--no-pages"]) == 0
+    got = capsys.readouterr().out
+    assert got == want and "backprop" in got and "fg-weight" in got
+    assert reports(["--results", str(a), "--summary", "--no-pages"]) == 0
+    assert "fg-weight" not in capsys.readouterr().out
+    gpu = tmp_path / "gpu"
+    shutil.copytree(b, gpu)
+    manifest = json.loads((gpu / "manifest.json").read_text())
+    manifest["environment"]["device"] = "cuda:0"
+    (gpu / "manifest.json").write_text(json.dumps(manifest))
+    assert reports(["--results", str(a), str(gpu), "--out", str(tmp_path / "rep")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "in device kind: 'cuda' against 'cpu'" in err
+    assert not (tmp_path / "rep").exists()

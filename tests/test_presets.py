@@ -104,3 +104,53 @@ def test_preset_runs_end_to_end(name: str, tmp_path: Path) -> None:
     assert set(zip(train["estimator"], train["params"], strict=True)) == {
         (e.name, e.params_str) for e in specs
     }
+
+
+CLUSTER_PRESET = """description = "a cluster's"
+tasks = ["mlp-diabetes"]
+estimators = ["backprop"]
+seeds = 1
+measure = ["quality"]
+draws = 4
+tune = false
+executor = "slurm"
+
+[slurm]
+partition = "gpu"
+gpus = 1
+cpus = 8
+time = 240
+parallelism = 16
+option = ["account=proj", "exclusive"]
+"""
+
+
+def test_a_preset_slurm_table_sets_the_slurm_flags_and_flags_win(tmp_path: Path) -> None:
+    """Every `[slurm]` key reaches the executor's options under its flag's name; a flag given
+    replaces the preset's value (cpus, executor), one not given keeps it."""
+    pytest.importorskip("submitit")
+    from runners.executors import SlurmExecutor, from_args, with_preset
+    from runners.sweep import parser
+
+    path = tmp_path / "cluster.toml"
+    path.write_text(CLUSTER_PRESET)
+    preset = load_preset(str(path))
+    args = parser().parse_args(["--preset", str(path), "--slurm-cpus", "4"])
+    executor = from_args(with_preset(args, preset), tmp_path / "r", {})
+    assert isinstance(executor, SlurmExecutor)
+    options = executor.options
+    assert (options.partition, options.gpus, options.cpus) == ("gpu", 1, 4)
+    assert (options.minutes, options.parallelism) == (240, 16)
+    assert options.sbatch == {"account": "proj", "exclusive": True}
+    pool = parser().parse_args(["--preset", str(path), "--executor", "pool", "--jobs", "3"])
+    assert from_args(with_preset(pool, preset), tmp_path / "r", {}).jobs == 3
+
+
+def test_preset_executor_and_jobs_run_the_pool(tmp_path: Path) -> None:
+    path = tmp_path / "pool.toml"
+    path.write_text(CLUSTER_PRESET.replace('"slurm"', '"pool"\njobs = 2'))
+    out = tmp_path / "out"
+    assert main(["--preset", str(path), "--steps", "10", "--out", str(out), "--no-reports"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["environment"]["executor"] == "pool:2"
+    assert {c["runner"] for c in manifest["cells"].values()} == {"pool:2"}

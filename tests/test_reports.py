@@ -204,13 +204,15 @@ def test_every_table_and_figure_is_written_and_linked(report: Path) -> None:
         for suffix in ("", "-quality"):
             assert (folder / "tables" / f"{task}{suffix}.md").exists()
             assert f"(tables/{task}{suffix}.md)" in index
-    assert "Skipped" not in index
+    skipped = [line for line in index.splitlines() if line.startswith("**Skipped:**")]
+    assert len(skipped) == 2 and all("--preset claims" in line for line in skipped)  # papers'
     assert "failed: `cost/mlp-x:width=32/broken/step`: RuntimeError: kaboom" in index
     for task in ("mlp-x_width_32", "mlp-x_width_64"):
         assert f"(tables/baselines-{task}.md)" in index
     assert "(tables/scaling.md)" in index
-    # Two task tables, two baseline tables, one layers section for two figures.
-    assert index.count("Source: ") == 4 + len(FIGURES) - 1
+    # Claims, two task tables, two baseline tables, two rankings, two skipped paper figures, one
+    # layers section for two figures.
+    assert index.count("Source: ") == 9 + len(FIGURES) - 1
 
 
 def test_task_table_holds_the_hand_computed_numbers(report: Path) -> None:
@@ -249,7 +251,7 @@ def test_index_states_findings_with_their_numbers(report: Path) -> None:
     index = report.read_text()
     assert (
         "Fastest other setting to the target: sparse-vjp:keep=0.5, median 0.5 [0.5, 0.5] s "
-        "(3/3 seeds); speedup over backprop 4× in time and 3.33× in FLOPs."
+        "(3/3 seeds); speedup over backprop 4× in time; speedup over backprop 3.33× in FLOPs."
     ) in index
     assert "Backprop reaches the target accuracy 0.8 in a median 2 [1, ∞] s (2/3 seeds)." in index
     # both tasks: keep=0.5 fastest; keep=0.25 at 0.8/0.5 = 1.6x; svd k=4 at 1.8/0.5 = 3.6x.
@@ -280,7 +282,7 @@ def test_absent_data_gives_skip_lines_not_errors(tmp_path: Path) -> None:
     (out / "figures" / "cosine-vs-k.png").write_bytes(b"stale")
     (out / "notes.txt").write_text("mine")
     index = build_reports(folder, out).read_text()
-    assert index.count("**Skipped:**") == 10
+    assert index.count("**Skipped:**") == 14  # the two rankings and two paper figures among them
     assert "needs both quality.csv and cost.csv" in index and "no cost.csv" in index
     assert index.count("**Skipped:** the results hold no quality.csv rows") == 2  # layers, k
     for reason in ("two or more widths", "two or more values of `keep`",
@@ -479,16 +481,18 @@ def test_modelled_seconds_are_steps_to_target_times_the_cost_cells_step_time(
     assert narrow["svd-subspace:k=1"][column] == "∞ [∞, ∞]"
     assert (
         "the fastest other setting to the target among cost cells not marked noisy is "
-        "sparse-vjp:keep=0.5: median 0.15 [0.15, 0.15] s, backprop's 0.4 s (speedup 2.67×)."
+        "sparse-vjp:keep=0.5: median 0.15 [0.15, 0.15] s, backprop's 0.4 s (speedup over backprop "
+        "2.67× in time)."
     ) in report.read_text()
     closing = closing_table(load_results(results)).splitlines()
-    assert "modelled s" in closing[0]
-    assert closing[2].split()[:6] == ["mlp-x:width=32", "backprop", "0.9", "0.8", "2", "0.4"]
+    assert closing[0] == "mlp-x:width=32 (target accuracy 0.8)" and "modelled s" in closing[1]
+    assert closing[3].split()[:4] == ["backprop", "0.9", "2", "0.4"]
 
 
 def test_accuracy_bands_are_95_percent_t_intervals_over_seeds(report: Path) -> None:
     """backprop's final accuracies 0.9, 0.9, 0.75: mean 0.85, sd 0.0866, t(0.975, 2) = 4.303,
-    half-width 4.303 × 0.0866 / sqrt(3) = 0.215 -> [0.635, 1.07] (a normal ± se: ± 0.05)."""
+    half-width 4.303 × 0.0866 / sqrt(3) = 0.215 -> [0.635, 1.07], 1.07 shown clipped to 1 (a normal
+    ± se: ± 0.05)."""
     index = report.read_text()
-    assert "backprop's is 0.85 [0.635, 1.07] (95% t-interval over 3 seeds)" in index
+    assert "backprop's is 0.85 [0.635, 1] (95% t-interval over 3 seeds)" in index  # 1.07 clipped
     assert "band: 95% Student-t interval over seeds" in index

@@ -195,3 +195,4 @@ def test_reports_refuse_a_damaged_folder_or_warn_on_every_page(
     pages = [tmp_path / "rep" / "index.md", *(tmp_path / "rep" / "tables").glob("*.md")]
     assert len(pages) > 1
     assert all(p.read_text().startswith("> **Warning: ") for p in pages)
+    assert "Warning: " in (tmp_path / "rep" / "index.html").read_text()

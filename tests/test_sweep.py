@@ -78,8 +78,8 @@ def test_a_failing_cell_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> Non
         (["--estimators", "backprop:k=1"], "backprop: unknown parameter 'k'"),
         (
             ["--preset", "nope"],
-            "unknown preset 'nope'; valid: full, paper-cv, paper-scaling, paper-svd, paper-vjp, "
-            "paper-wperp, quick",
+            "unknown preset 'nope'; valid: claims, full, paper-cv, paper-scaling, paper-svd, "
+            "paper-vjp, paper-wperp, quick",
         ),
         (
             ["--measure", "vibes"],

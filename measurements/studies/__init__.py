@@ -20,6 +20,7 @@ MODULES: dict[str, str] = {
     "quality-draws": "measurements.studies.quality_draws",
     "sparse-vjp": "measurements.studies.sparse_vjp",
     "sparse-vjp-tradeoff": "measurements.studies.sparse_vjp_tradeoff",
+    "wperp-overlap": "measurements.studies.wperp_overlap",
 }
 
 
