@@ -6,16 +6,18 @@ The same sweep (default: two embedded tasks, four estimators, quality only, `--s
 twice in this invocation, each a fresh `python -m runners.sweep` process writing its own folder
 (checkpoints included), first with `--executor pool --jobs 1`, then `--jobs N`. Prints both wall
 times and their ratio; issue 19's goal is at most 0.65 at N = 2. The ratio means something
-only on an otherwise idle machine: the 1-minute load average is read before the first run and
-after the last (less the N cores the last run kept busy), and when other work held more than
-half a core beyond the `cores - N` the sweep leaves free, the result says the machine was too
-busy. The quality numbers of the two runs are the same (tests/test_executors.py).
+only on an otherwise idle machine: during each run the machine's busy CPU time (`/proc/stat`)
+less the CPU time of the sweep and its workers (`getrusage` of the children) is the work of
+others, in cores on average; when it exceeds half a core beyond the `cores - N` the sweep leaves
+free, the result says the machine was too busy. The quality numbers of the two runs are the
+same (tests/test_executors.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -30,8 +32,23 @@ ESTIMATORS = ["backprop", "fg-weight", "fg-activity", "spsa"]
 GOAL = 0.65
 
 
-def sweep_seconds(out: Path, jobs: int, args: argparse.Namespace) -> float:
-    """Wall time of the quality-only sweep into `out` with `jobs` pool workers."""
+def busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy since boot (every core; `/proc/stat`)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def children_seconds() -> float:
+    """CPU seconds of this process's finished children and theirs (user + system)."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def sweep_seconds(out: Path, jobs: int, args: argparse.Namespace) -> tuple[float, float]:
+    """Wall time of the quality-only sweep into `out` with `jobs` pool workers, and the cores
+    other work kept busy meanwhile (average)."""
+    busy, mine = busy_seconds(), children_seconds()
     command = [sys.executable, "-m", "runners.sweep", "--tasks", *args.tasks,
                "--estimators", *args.estimators, "--seeds", str(args.seeds),
                "--steps", str(args.steps), "--draws", str(args.draws), "--measure", "quality",
@@ -42,11 +59,13 @@ def sweep_seconds(out: Path, jobs: int, args: argparse.Namespace) -> float:
                           text=True)  # fmt: skip
     if done.returncode != 0:
         sys.exit(f"the sweep with --jobs {jobs} failed: {done.stderr.strip()[-500:]}")
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    others = (busy_seconds() - busy) - (children_seconds() - mine)
+    return wall, max(0.0, others) / wall
 
 
 def verdict(ratio: float, other: float, cores: int, jobs: int) -> str:
-    """What the ratio says, given the load of other work (in cores) around the runs."""
+    """What the ratio says, given the cores other work kept busy during the runs (the larger)."""
     spare = cores - jobs
     if other > spare + 0.5:
         return (
@@ -68,15 +87,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="pool-speedup-"))
     cores = available_cores()
-    before = os.getloadavg()[0]
-    one = sweep_seconds(work / "jobs1", 1, args)
-    many = sweep_seconds(work / f"jobs{args.jobs}", args.jobs, args)
-    after = os.getloadavg()[0]
-    other = max(before, after - args.jobs)
+    one, other_one = sweep_seconds(work / "jobs1", 1, args)
+    many, other_many = sweep_seconds(work / f"jobs{args.jobs}", args.jobs, args)
     ratio = many / one
     print(f"--jobs 1: {one:.1f} s; --jobs {args.jobs}: {many:.1f} s; ratio {ratio:.2f}x")
-    print(f"load average (1 min) before {before:.2f}, after {after:.2f}, on {cores} cores")
-    print(verdict(ratio, other, cores, args.jobs))
+    print(f"other work meanwhile: {other_one:.2f} and {other_many:.2f} cores of {cores}")
+    print(verdict(ratio, max(other_one, other_many), cores, args.jobs))
 
 
 if __name__ == "__main__":
