@@ -25,7 +25,7 @@ def test_quick_is_every_registered_estimator_on_the_embedded_tasks() -> None:
     assert set(quick.estimators) == set(registry.shipped_names())
     assert all(registry.get(n).__module__.startswith("estimators.") for n in quick.estimators)
     assert set(quick.measure) == {"quality", "cost", "train", "scaling"} and quick.seeds == 1
-    assert quick.scaling == {"mlp-mnist1d": {"depth": [4], "width": [128, 512]}}
+    assert quick.scaling == {"mlp-mnist1d": {"depth": [4], "width": [128, 256]}}
     assert not quick.tune
 
 
