@@ -458,18 +458,27 @@ def test_scope_and_mode_checks() -> None:
         make_estimator("svd-subspace:warmup=3,holdout=3")
 
 
-def test_lowrank_cuts_first_layer_weight_gradient_flops_by_60_percent_on_the_blog_mlp() -> None:
-    """Blog MLP (64 inputs, 10 hidden, k = 2), batch 256: the first layer's weight-gradient
-    FLOPs are exactly 2 B k (in + out) + 2 out k in against backprop's 2 B in out (-76.6%)."""
+def _projected_and_exact_flops(
+    inputs: int, classes: int, width: int, depth: int, batch: int, extra: str
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """`step_flops` of an svd-subspace step (k = 2, `extra` options) once two warm-up steps
+    have made it project, and of backprop: an MLP and one random batch drawn after seed 0."""
     torch.manual_seed(0)
-    model = MLP(64, 2, width=10, depth=1)
-    x, y = torch.randn(256, 64), torch.randint(0, 2, (256,))
-    est = make_estimator("svd-subspace:k=2,warmup=2,holdout=1").bind(model, cross_entropy)
+    model = MLP(inputs, classes, width=width, depth=depth)
+    x, y = torch.randn(batch, inputs), torch.randint(0, classes, (batch,))
+    spec = f"svd-subspace:k=2,warmup=2,holdout=1{extra}"
+    est = make_estimator(spec).bind(model, cross_entropy)
     for _ in range(2):
         est.update(est.estimate((x, y), None))
     assert est.phase() == "projected"
-    low = step_flops(est, (x, y), None)
     exact = step_flops(make_estimator("backprop").bind(model, cross_entropy), (x, y), None)
+    return step_flops(est, (x, y), None), exact
+
+
+def test_lowrank_cuts_first_layer_weight_gradient_flops_by_60_percent_on_the_blog_mlp() -> None:
+    """Blog MLP (64 inputs, 10 hidden, k = 2), batch 256: the first layer's weight-gradient
+    FLOPs are exactly 2 B k (in + out) + 2 out k in against backprop's 2 B in out (-76.6%)."""
+    low, exact = _projected_and_exact_flops(64, 2, 10, 1, 256, "")
     b, fan_in, out, k = 256, 64, 10, 2
     assert exact[1] == 2 * b * fan_in * out
     assert low[1] == 2 * b * k * (fan_in + out) + 2 * out * k * fan_in
@@ -489,15 +498,8 @@ def test_lowrank_scope_all_forms_no_full_weight_gradient_product() -> None:
     """MLP 12-16-16-3, B = 32, k = 2, scope=all: a projected step's FLOPs are backprop's minus
     every layer's delta^T X product (2 B in out) plus X P, delta^T (X P) and the expansion
     (2 B k (in + out) + 2 out k in), exactly: no full weight-gradient product is computed."""
-    torch.manual_seed(0)
-    model = MLP(12, 3, width=16, depth=2)
-    x, y = torch.randn(32, 12), torch.randint(0, 3, (32,))
-    est = make_estimator("svd-subspace:k=2,warmup=2,holdout=1,scope=all").bind(model, cross_entropy)
-    for _ in range(2):
-        est.update(est.estimate((x, y), None))
-    assert est.phase() == "projected"
-    low = step_flops(est, (x, y), None)[0]
-    exact = step_flops(make_estimator("backprop").bind(model, cross_entropy), (x, y), None)[0]
+    projected, backprop = _projected_and_exact_flops(12, 3, 16, 2, 32, ",scope=all")
+    low, exact = projected[0], backprop[0]
     b, k = 32, 2
     shapes = [(12, 16), (16, 16), (16, 3)]  # (in, out) of each Linear
     change = sum(2 * b * k * (i + o) + 2 * o * k * i - 2 * b * i * o for i, o in shapes)
