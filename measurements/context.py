@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from measurements.budget import Budget, Steps, budget
+from measurements.budget import Budget, Seconds, Steps, budget
 from tasks import Task
 from tasks.data import DataSource, Splits
 
@@ -22,7 +22,7 @@ class Context:
     folder: Path
     steps: Steps = None  # overrides the step budget of every task (or of those named) when set
     draws: int = 64
-    seconds: float | None = None  # wall-clock cap on each training run when set
+    seconds: Seconds = None  # wall-clock cap on each training run (or those named) when set
     on_step: Callable[[int], None] | None = None
     _data: dict[str, Splits] = field(default_factory=dict)
 

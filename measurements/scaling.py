@@ -55,13 +55,15 @@ def _number(value: object) -> float:
     return float(str(value))
 
 
-def family_of(task: str, axis: str) -> tuple[str, float]:
-    """A sized task's family (the task with every option but the axis) and its size."""
+def family_of(task: str, axis: str) -> tuple[str, int | float]:
+    """A sized task's family (the task with every option but the axis) and its size (an integer
+    size as an int, so `scaling.csv` writes 512, not 512.0)."""
     base, rest = split_spec(task)
     options = parse_options(rest)
     if axis not in options:
         raise ScalingError(f"task {task!r} has no option {axis!r}")
     size = float(options.pop(axis))
+    size = int(size) if size.is_integer() else size
     return (f"{base}:{format_options(options)}" if options else base), size
 
 

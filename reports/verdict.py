@@ -73,6 +73,17 @@ def below(est: Estimate, bound: float) -> bool | None:
     return None
 
 
+def within(est: Estimate, tolerance: float) -> bool | None:
+    """Whether `est` is within ±`tolerance` of 0: True when its interval lies wholly inside
+    (-tolerance, tolerance), False when wholly beyond one end, None when it straddles an end or
+    is undefined."""
+    if -tolerance < est.lo and est.hi < tolerance:
+        return True
+    if est.hi <= -tolerance or est.lo >= tolerance:
+        return False
+    return None
+
+
 def beats(a: Estimate, b: Estimate) -> bool | None:
     """Whether a is higher than b: True when a's interval is wholly above b's, False when
     wholly at or below it, None when the two overlap or one is undefined."""
@@ -111,7 +122,24 @@ class Verdict:
     sentence: str
 
 
-def _outcome(passed: bool | None) -> str:
+def all_of(outcomes: Sequence[bool | None]) -> bool | None:
+    """Outcome of a check that needs every part: False when a part is against, None when none
+    is against but one is undecided, True when every part is for."""
+    if False in outcomes:
+        return False
+    return None if None in outcomes else True
+
+
+def any_of(outcomes: Sequence[bool | None]) -> bool | None:
+    """Outcome of a check that needs one part: True when a part is for, False when every part
+    is against, None otherwise."""
+    if True in outcomes:
+        return True
+    return False if all(o is False for o in outcomes) else None
+
+
+def outcome(passed: bool | None) -> str:
+    """ "for", "against" or "undecided", as a check's clause ends."""
     return {True: "for", False: "against", None: "undecided"}[passed]
 
 
@@ -123,7 +151,7 @@ def verdict(
     head = f"{claim.name}. {claim.statement} ({claim.source}). Measured: {claim.measurement}."
     if not checks:
         return Verdict(ABSENT, f"{head} Verdict: {ABSENT}: {why} (run `{claim.command}`).")
-    evidence = "; ".join(f"{c.where}: {c.numbers} ({_outcome(c.passed)})" for c in checks)
+    evidence = "; ".join(f"{c.where}: {c.numbers} ({outcome(c.passed)})" for c in checks)
     undecided = [c.where for c in checks if c.passed is None]
     if len(undecided) == len(checks):
         return Verdict(

@@ -2,7 +2,9 @@
 
 A cell is one task x estimator (with parameters) x seed x measurement: `train` (to target at a
 given rate), `tune` (one rate of the tuning grid, on the tuning seed), `quality`, `cost` or
-`scaling` (a cost cell on one size of a model family; `axis` names the size option).
+`scaling` (a cost cell on one size of a model family; `axis` names the size option), or `study`
+(a study of `measurements.studies`, its spec in `estimator`, task "-"; its tables are written
+whole, untagged, as `python -m runners.study` writes them).
 Running it returns the rows it adds to each results file, each row tagged with the cell's key.
 The executor only maps cells to outcomes, so another one (a cluster queue, say) can replace
 `LocalExecutor` without touching the measurements.
@@ -13,7 +15,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Any, Protocol
 
 from estimators import make_estimator
@@ -21,10 +23,12 @@ from measurements.context import Context
 from measurements.cost import CALLS, measure_cost
 from measurements.quality import WORK_BATCHES, measure_quality
 from measurements.scaling import measure_scaling
+from measurements.studies import get_study
+from measurements.study import study_name
 from measurements.train import Run, train
 from tasks import get_task
 
-MEASUREMENTS = ("train", "quality", "cost", "scaling")
+MEASUREMENTS = ("train", "quality", "cost", "scaling")  # what --measure may name
 TUNE_SEED = 1000  # the tuning seed, kept apart from the evaluation seeds 0..S-1
 
 
@@ -35,12 +39,14 @@ class Cell:
     task: str
     estimator: str  # estimator spec, e.g. "backprop" or "fg-wperp:k=10"
     seed: int
-    measure: str  # train | tune | quality | cost | scaling
+    measure: str  # train | tune | quality | cost | scaling | study
     lr: float | None = None  # train/tune: the rate (None: the task's default)
     axis: str | None = None  # scaling: the model option that is the size axis
 
     @property
     def key(self) -> str:
+        if self.measure == "study":
+            return f"study/{self.estimator}"
         tail = f"lr={self.lr:g}" if self.measure == "tune" else f"seed={self.seed}"
         if self.measure in ("cost", "scaling"):
             tail = "step"
@@ -52,7 +58,7 @@ class Cell:
             return ctx.budget(get_task(self.task)).steps
         if self.measure == "quality":
             return 3 * (ctx.draws * 2 + WORK_BATCHES)
-        return CALLS
+        return CALLS  # cost, scaling, study
 
 
 @dataclass(frozen=True)
@@ -71,11 +77,16 @@ class Outcome:
 
 def run_cell(cell: Cell, ctx: Context) -> dict[str, list[dict[str, Any]]]:
     """Measure one cell; returns the rows it adds, by results file, tagged with the cell key."""
+    if cell.measure == "study":
+        name, options = study_name(cell.estimator)
+        study = get_study(name)
+        found = study.measure(study.configure(options), ctx.device)
+        return {file: found.get(file, []) for file in study.files}
     task = get_task(cell.task)
     if cell.measure in ("train", "tune"):
         lr = task.lr if cell.lr is None else cell.lr
         est = make_estimator(cell.estimator)
-        run = Run(task, est, cell.seed, lr, ctx.device, ctx.budget(task).steps, ctx.seconds)
+        run = Run(task, est, cell.seed, lr, ctx.device, *astuple(ctx.budget(task)))
         result = train(run, ctx.data(task), ctx.on_step)
         if cell.measure == "tune":
             rows = {"tuning.csv": result.rows}

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from estimators import registry
-from measurements.budget import Steps
+from measurements.budget import Seconds, Steps
 from measurements.context import Context
 from measurements.device import resolve_device, set_precision
 from runners.cells import Cell, LocalExecutor, Outcome, run_cell
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
 EXECUTORS = ("local", "pool", "slurm")
 PR_SET_PDEATHSIG = 1  # Linux prctl option: a signal for this process when its parent dies
-TIMED = frozenset({"train", "tune", "cost", "scaling"})  # wall time is measured: run alone
+TIMED = frozenset({"train", "tune", "cost", "scaling", "study"})  # wall time is measured: run alone
 
 
 def available_cores() -> int:
@@ -70,7 +70,7 @@ class WorkerSpec:
     folder: str
     steps: Steps
     draws: int
-    seconds: float | None
+    seconds: Seconds
     threads: int | None = None  # torch intra-op threads; None: every core the worker may use
     imports: dict[str, str] = field(default_factory=dict)  # outside estimators: name -> path
     tf32: bool = False  # the driver's float32 policy on CUDA (`measurements.device.set_precision`)

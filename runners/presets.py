@@ -19,6 +19,15 @@ class PresetError(ValueError):
 
 
 @dataclass(frozen=True)
+class Group:
+    """Tasks x estimator specs x measurements, crossed: the runs of one `[[also]]` table."""
+
+    tasks: tuple[str, ...]
+    estimators: tuple[str, ...]
+    measure: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Preset:
     """What a sweep runs unless flags say otherwise.
 
@@ -28,7 +37,14 @@ class Preset:
     tune: pick each estimator's rate from its task's grid on a tuning seed before the seeds run.
     steps: a step budget for every task, or a `[steps]` table of budgets by task name (absent, or
         a task the table does not name: the task's own).
-    seconds: a wall-clock cap on each training run (training steps only; absent: none).
+    seconds: a wall-clock cap on each training run (training steps only), or a `[seconds]` table
+        of caps by task name (absent, or a task the table does not name: none).
+    also: runs beyond the cross of tasks x estimators x measurements, an `[[also]]` table per
+        group: its own `tasks`, `estimators` (and `grids`) and `measure` (train, quality or
+        cost), crossed in turn (claims needing a task for two estimators only). Dropped when
+        `--tasks`, `--estimators` or `--measure` is given.
+    studies: studies (`python -m runners.study` specs) the sweep runs into its folder after its
+        cells; dropped like `also`.
     scaling: model families for the `scaling` measurement, a `[scaling]` table of model options
         by task, one of them a list of sizes (`mlp-mnist1d = { depth = [4], width = [128, 512] }`;
         `measurements.scaling`).
@@ -46,7 +62,9 @@ class Preset:
     draws: int
     tune: bool
     steps: int | dict[str, int] | None = None
-    seconds: float | None = None
+    seconds: float | dict[str, float] | None = None
+    also: tuple[Group, ...] = ()
+    studies: tuple[str, ...] = ()
     scaling: dict[str, dict[str, list[object]]] | None = None
     executor: str | None = None
     jobs: int | None = None
@@ -74,14 +92,19 @@ _KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "draws": ((int,), "an integer"),
     "tune": ((bool,), "true or false"),
     "steps": ((int, dict), "an integer or a table of integers by task"),
-    "seconds": ((int, float), "a number"),
+    "seconds": ((int, float, dict), "a number or a table of numbers by task"),
     "grids": ((dict,), "a table of parameter grids by estimator"),
     "scaling": ((dict,), "a table of model families by task (measurements.scaling)"),
     "executor": ((str,), f"one of {', '.join(EXECUTORS)}"),
     "jobs": ((int,), "an integer"),
     "slurm": ((dict,), "a table of Slurm options"),
+    "also": ((list,), "a list of [[also]] tables (tasks, estimators, measure, grids)"),
+    "studies": ((list,), "a list of study specs (python -m runners.study --list)"),
 }
-_OPTIONAL = ("steps", "seconds", "grids", "scaling", "executor", "jobs", "slurm")
+_OPTIONAL = ("steps", "seconds", "grids", "scaling", "executor", "jobs", "slurm", "also", "studies")
+# The keys of an `[[also]]` table, and the measurements it may name.
+ALSO_KEYS = ("tasks", "estimators", "measure", "grids")
+ALSO_MEASURES = ("train", "quality", "cost")
 # The `[slurm]` table's keys: the `--slurm-KEY` flags' names and types.
 SLURM_KEYS: dict[str, tuple[type, str]] = {
     "partition": (str, "a string"),
@@ -124,9 +147,10 @@ def _check(name: str, data: Mapping[str, object]) -> None:
         value = data[key]
         bad = not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
         if isinstance(value, list):
-            bad |= not all(isinstance(v, str) for v in value)
+            kind = dict if key == "also" else str
+            bad |= not all(isinstance(v, kind) for v in value)
         if isinstance(value, dict) and key != "slurm":
-            inner = (int,) if key == "steps" else (dict,)
+            inner = {"steps": (int,), "seconds": (int, float)}.get(key, (dict,))
             bad |= not all(isinstance(v, inner) and not isinstance(v, bool) for v in value.values())
         if isinstance(value, str) and key == "estimators":
             bad |= value != "all"
@@ -137,6 +161,31 @@ def _check(name: str, data: Mapping[str, object]) -> None:
     slurm = data.get("slurm", {})
     assert isinstance(slurm, Mapping)  # checked above
     _check_slurm(name, slurm)
+    also = data.get("also", [])
+    assert isinstance(also, list)  # checked above
+    for i, table in enumerate(also, 1):
+        _check_also(f"preset {name}: [[also]] table {i}", table)
+
+
+def _check_also(where: str, table: Mapping[str, object]) -> None:
+    """Raise `PresetError` for an `[[also]]` table that lacks a key, has one it should not, or a
+    value of the wrong type."""
+    for key in table:
+        if key not in ALSO_KEYS:
+            raise PresetError(f"{where}: unknown key {key!r}; valid: {', '.join(ALSO_KEYS)}")
+    for key in ALSO_KEYS[:3]:
+        value = table.get(key)
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            raise PresetError(f"{where}: {key!r} must be a non-empty list of names, got {value!r}"
+                              [:200])  # fmt: skip
+    measures = table["measure"]
+    assert isinstance(measures, list)  # checked above
+    for m in measures:
+        if m not in ALSO_MEASURES:
+            raise PresetError(f"{where}: measurement {m!r}; valid: {', '.join(ALSO_MEASURES)}")
+    grids = table.get("grids", {})
+    if not isinstance(grids, dict) or not all(isinstance(g, dict) for g in grids.values()):
+        raise PresetError(f"{where}: 'grids' must be a table of parameter grids by estimator")
 
 
 def _check_slurm(name: str, table: Mapping[str, object]) -> None:
@@ -173,11 +222,19 @@ def load_preset(name: str) -> Preset:
         tune=bool(data["tune"]),
         steps=data.get("steps"),
         seconds=data.get("seconds"),
+        also=tuple(_also(t) for t in data.get("also", [])),
+        studies=tuple(data.get("studies", [])),
         scaling=data.get("scaling"),
         executor=data.get("executor"),
         jobs=data.get("jobs"),
         slurm=data.get("slurm"),
     )
+
+
+def _also(table: Mapping[str, Any]) -> Group:
+    """An `[[also]]` table (checked) as a group: its estimators, then its grids' specs."""
+    specs = [*table["estimators"], *grid_specs(table.get("grids", {}))]
+    return Group(tuple(table["tasks"]), tuple(dict.fromkeys(specs)), tuple(table["measure"]))
 
 
 def grid_specs(grids: Mapping[str, Mapping[str, Sequence[object]]]) -> list[str]:

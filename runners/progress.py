@@ -10,7 +10,9 @@ sum over the cells still to run of each one's expected seconds:
 - else a training cell under a wall-clock cap is expected to take the cap (steps cost 10x more
   on one task than on another, so other tasks' rates mislead more than the cap does);
 - else the median over other tasks (same measurement);
-- otherwise no estimate is shown until one cell of its kind has finished.
+- otherwise no estimate is shown until one cell of its kind has finished;
+- a study (`study` cell) has no estimate before it has run: the time left then counts the other
+  cells and says how many studies follow ("~4m 10s left + 2 studies").
 The running cell counts for its expected seconds less the time it has already run.
 
 The running cell is named as the report names it (`train vit-digits sparse-vjp:keep=0.5 seed=0`,
@@ -38,7 +40,8 @@ REFRESH_S = 0.5  # redraw the time left at most this often while a cell runs
 FORMAT = "{desc}|{bar}| {n_fmt}/{total_fmt} cells [{elapsed}{postfix}]"
 WIDTH = 100  # the bar's line never exceeds this many columns (nor the terminal's width)
 BAR_MIN = 6  # columns kept for the bar itself
-ESTIMATING = "estimating the time left"  # the longest postfix
+ESTIMATING = "estimating the time left"
+LONGEST = "~59m 59s left + 9 studies"  # the longest postfix
 
 
 def _kind(cell: Cell) -> str:
@@ -46,7 +49,10 @@ def _kind(cell: Cell) -> str:
 
 
 def describe(cell: Cell, labels: dict[tuple[str, str], str]) -> str:
-    """ "train vit-digits cv-predicted seed=0": the cell with its estimator's short label."""
+    """ "train vit-digits cv-predicted seed=0": the cell with its estimator's short label
+    ("study wperp-overlap": a study's spec)."""
+    if cell.measure == "study":
+        return f"study {cell.estimator}"
     label = labels.get(split_spec(cell.estimator), cell.estimator)
     tail = cell.key.rsplit("/", 1)[-1]
     return " ".join([cell.measure, cell.task, label] + ([tail] if tail != "step" else []))
@@ -124,10 +130,13 @@ class Progress:
         return statistics.median(other) * units if other else None
 
     def left(self) -> float | None:
-        """Seconds until every pending cell has run, or None when some cell has no estimate."""
+        """Seconds until every pending cell but the studies with no estimate has run, or None
+        when some other cell has no estimate."""
         total = 0.0
         for key, cell in self.pending.items():
             seconds = self.expected(cell)
+            if seconds is None and cell.measure == "study":
+                continue
             if seconds is None:
                 return None
             running = self.current is not None and key == self.current.key
@@ -139,7 +148,7 @@ class Progress:
         longest postfix, the full count and ten hours elapsed."""
         rest = tqdm.format_meter(self.bar.total, self.bar.total, 36000.0, prefix="",
                                  bar_format=FORMAT.replace("{bar}", ""),
-                                 postfix=ESTIMATING)  # fmt: skip
+                                 postfix=LONGEST)  # fmt: skip
         room = max(self.bar.ncols - BAR_MIN - len(rest), 12)
         return text if len(text) <= room else text[: room - 1] + "…"
 
@@ -147,4 +156,8 @@ class Progress:
         self.drawn = self.clock()
         seconds = self.left()
         text = ESTIMATING if seconds is None else f"~{_clock(seconds)} left"
+        studies = sum(c.measure == "study" and self.expected(c) is None
+                      for c in self.pending.values())  # fmt: skip
+        if seconds is not None and studies:
+            text += f" + {studies} stud{'y' if studies == 1 else 'ies'}"
         self.bar.set_postfix_str(text)

@@ -22,6 +22,7 @@ import platform
 import shlex
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import asdict, astuple, dataclass
 from pathlib import Path
 from typing import Any
@@ -44,18 +45,21 @@ from measurements.device import (
 )
 from measurements.scaling import sized_tasks
 from measurements.schema import best_rate
+from measurements.studies import get_study
+from measurements.study import StudyError, study_name
 from runners import executors
 from runners.cells import MEASUREMENTS, TUNE_SEED, Cell, Executor, LocalExecutor
 from runners.listing import listing
-from runners.presets import PresetError, load_preset
+from runners.presets import Group, PresetError, load_preset
 from runners.progress import Progress
 from tasks import Task, TaskError, get_task
 from tasks.boundary import Interrupted, Parser, run_command
 from tasks.data import DataSource
 
 USER_ERRORS = (
-    EstimatorError, TaskError, PresetError, DeviceError, results.ResultsError,
+    EstimatorError, TaskError, PresetError, DeviceError, results.ResultsError, StudyError,
 )  # fmt: skip
+GROUP_FIELDS = ("tasks", "estimators", "measure")
 SELECTION = ("preset", "tasks", "estimators", "seeds", "measure", "steps", "seconds", "draws")
 
 
@@ -71,19 +75,38 @@ class SweepConfig:
     draws: int
     tune: bool
     steps: int | dict[str, int] | None  # every task's, or by task name
-    seconds: float | None
+    seconds: float | dict[str, float] | None  # every task's cap, or by task name
     data_root: str | None
     download: bool
     scaling: dict[str, dict[str, list[object]]] | None = None  # the scaling families
+    also: tuple[Group, ...] = ()  # runs beyond the cross (`runners.presets.Preset.also`)
+    studies: tuple[str, ...] = ()  # study specs run into the folder after the cells
+
+    def runs(self) -> list[tuple[str, str, tuple[str, ...]]]:
+        """(task, estimator spec, measurements) of the cross, then of each `also` group; a
+        pair named twice is run once, for the measurements of both."""
+        groups = [Group(self.tasks, self.estimators, self.measure), *self.also]
+        found: dict[tuple[str, str], list[str]] = {}
+        for g in groups:
+            for task in g.tasks:
+                for spec in g.estimators:
+                    have = found.setdefault((task, spec), [])
+                    have += [m for m in g.measure if m not in have and m != "scaling"]
+        return [(t, s, tuple(m)) for (t, s), m in found.items()]
+
+    def all_tasks(self) -> tuple[str, ...]:
+        """Every task a cell runs on: the cross's, then the `also` groups'."""
+        return tuple(dict.fromkeys([*self.tasks, *(t for g in self.also for t in g.tasks)]))
 
     def validated(self) -> SweepConfig:
         """The same configuration with canonical names, or a clear error for a bad one."""
         steps = self.steps.values() if isinstance(self.steps, dict) else [self.steps]
+        caps = self.seconds.values() if isinstance(self.seconds, dict) else [self.seconds]
         for value, flag, least in (
             (self.seeds, "--seeds", 1),
             (self.draws, "--draws", 2),
             *((s, "--steps", 1) for s in steps),
-            (self.seconds, "--seconds", 0),
+            *((c, "--seconds", 0) for c in caps),
         ):
             if value is not None and value < least:
                 raise TaskError(f"{flag} must be >= {least}, got {value}")
@@ -94,9 +117,21 @@ class SweepConfig:
             if not self.scaling:
                 raise TaskError("the scaling measurement needs a [scaling] table in the preset")
             sized_tasks(self.scaling)  # a clear error for a bad table before anything runs
-        tasks = tuple(dict.fromkeys(get_task(t).name for t in self.tasks))
-        specs = tuple(dict.fromkeys(make_estimator(s).spec for s in self.estimators))
-        return SweepConfig(**{**asdict(self), "tasks": tasks, "estimators": specs})
+        also = tuple(_group(g) for g in self.also)
+        for spec in self.studies:
+            name, options = study_name(spec)
+            get_study(name).configure(options)  # a clear error for a bad spec before anything runs
+        return SweepConfig(**{**asdict(self), **asdict(_group(self)), "also": also,
+                              "studies": tuple(self.studies)})  # fmt: skip
+
+
+def _group(g: Group | SweepConfig | Mapping[str, Any]) -> Group:
+    """The group with canonical task names and estimator specs (a manifest stores groups as
+    objects of lists)."""
+    fields = g if isinstance(g, Mapping) else {f: getattr(g, f) for f in GROUP_FIELDS}
+    tasks = tuple(dict.fromkeys(get_task(t).name for t in fields["tasks"]))
+    specs = tuple(dict.fromkeys(make_estimator(s).spec for s in fields["estimators"]))
+    return Group(tasks, specs, tuple(fields["measure"]))
 
 
 def parser() -> Parser:
@@ -135,6 +170,7 @@ def parser() -> Parser:
 def resolve(args: argparse.Namespace) -> SweepConfig:
     """The preset overridden by the flags given."""
     preset = load_preset(args.preset or "quick")
+    chosen = bool(args.tasks or args.estimators or args.measure)  # the preset's extras go
     return SweepConfig(
         preset=preset.name,
         tasks=tuple(args.tasks or preset.tasks),
@@ -148,34 +184,34 @@ def resolve(args: argparse.Namespace) -> SweepConfig:
         data_root=str(args.data_root) if args.data_root else None,
         download=args.download,
         scaling=preset.scaling,
+        also=() if chosen else preset.also,
+        studies=() if chosen else preset.studies,
     ).validated()
 
 
 def first_stage(config: SweepConfig) -> list[Cell]:
-    """Cells that depend on nothing: quality, cost, scaling and (when tuning) the rate grid."""
+    """Cells that depend on nothing: quality, cost, scaling, (when tuning) the rate grid, and
+    the studies last."""
     cells = []
-    for task in config.tasks:
-        for spec in config.estimators:
-            if "quality" in config.measure:
-                cells += [Cell(task, spec, s, "quality") for s in range(config.seeds)]
-            if "cost" in config.measure:
-                cells.append(Cell(task, spec, 0, "cost"))
-            if "train" in config.measure and config.tune:
-                cells += [Cell(task, spec, TUNE_SEED, "tune", lr) for lr in get_task(task).lr_grid]
+    for task, spec, measure in config.runs():
+        if "quality" in measure:
+            cells += [Cell(task, spec, s, "quality") for s in range(config.seeds)]
+        if "cost" in measure:
+            cells.append(Cell(task, spec, 0, "cost"))
+        if "train" in measure and config.tune:
+            cells += [Cell(task, spec, TUNE_SEED, "tune", lr) for lr in get_task(task).lr_grid]
     if "scaling" in config.measure and config.scaling:
         for task, axis in sized_tasks(config.scaling):
             cells += [Cell(task, spec, 0, "scaling", axis=axis) for spec in config.estimators]
-    return cells
+    return cells + [Cell("-", spec, 0, "study") for spec in config.studies]
 
 
 def second_stage(config: SweepConfig, rates: dict[tuple[str, str], float | None]) -> list[Cell]:
     """Training cells at each estimator's chosen rate."""
-    if "train" not in config.measure:
-        return []
     return [
         Cell(task, spec, s, "train", rates.get((task, spec)))
-        for task in config.tasks
-        for spec in config.estimators
+        for task, spec, measure in config.runs()
+        if "train" in measure
         for s in range(config.seeds)
     ]
 
@@ -186,8 +222,8 @@ def chosen_rates(config: SweepConfig, out: Path) -> dict[tuple[str, str], float 
         return {}
     tuning = pd.read_csv(out / "tuning.csv", keep_default_na=False, na_values=["nan"])
     rates: dict[tuple[str, str], float | None] = {}
-    for task in config.tasks:
-        for spec in config.estimators:
+    for task, spec, measure in config.runs():
+        if "train" in measure:
             runs = {
                 float(str(lr)): rows.to_dict("records")
                 for lr, rows in tuning[
@@ -299,7 +335,7 @@ def sweep(args: argparse.Namespace) -> int:
     root = Path(config.data_root) if config.data_root else None
     ctx = Context(device, DataSource(root, config.download), out, config.steps, config.draws,
                   config.seconds)  # fmt: skip
-    tasks = {name: get_task(name) for name in config.tasks}
+    tasks = {name: get_task(name) for name in config.all_tasks()}
     for task in tasks.values():
         ctx.data(task)  # a missing data set stops the sweep here, before anything is written
     executor = executors.from_args(args, out, manifest.get("imports", {}))
@@ -317,7 +353,7 @@ def sweep(args: argparse.Namespace) -> int:
     except Interrupted as exc:
         raise Interrupted(
             exc.signum,
-            f"finished cells are kept in {out}; finish with: {resume_command(out, args)}",
+            f"finished cells are kept in {out}\nfinish with: {resume_command(out, args)}",
         ) from None
     failed = sum(c["status"] == "failed" for c in manifest["cells"].values())
     report = [sys.executable, "-m", "reports", "--results", str(out), "--summary"]
@@ -370,8 +406,8 @@ def _run(
 ) -> None:
     """Run cells, appending each one's rows and status as soon as it finishes."""
     for cell, outcome in (executor or LocalExecutor()).map(cells, ctx, progress.start):
-        written = {
-            file: results.append_rows(out, file, rows)
+        written = {  # a study's tables are written whole (a re-run replaces them)
+            file: results.append_rows(out, file, rows, replace=cell.measure == "study")
             for file, rows in outcome.rows.items()
             if rows
         }

@@ -30,6 +30,7 @@ from reports.__main__ import main as reports_main
 from runners.study import main as study_main
 from runners.sweep import main as sweep_main
 from tasks.data.files import CIFAR_FOLDER, CIFAR_TEST, CIFAR_TRAIN, IDX_FILES
+from tests.preset_text import preset_text
 
 ROOT = Path(__file__).resolve().parents[1]
 MAINS: dict[str, Callable[[list[str] | None], int]] = {
@@ -315,14 +316,7 @@ DATA = [
 
 
 # Bad presets (a FILE.toml given to --preset) ----------------------------------------------------
-GOOD_PRESET = """description = "mine"
-tasks = ["mlp-diabetes"]
-estimators = ["backprop"]
-seeds = 1
-measure = ["train"]
-draws = 4
-tune = false
-"""
+GOOD_PRESET = preset_text()
 
 
 def preset(text: str) -> Callable[[Path], list[str]]:
@@ -390,6 +384,57 @@ PRESETS = [
         "sweep",
         preset(GOOD_PRESET + '[slurm]\noption = "account=x"\n'),
         "[slurm] 'option' must be a list",
+    ),
+    Case(
+        "preset seconds table of text",
+        "sweep",
+        preset(GOOD_PRESET + '[seconds]\nmlp-diabetes = "long"\n'),
+        "'seconds' must be a number or a table of numbers by task",
+    ),
+    Case(
+        "preset also table with an unknown key",
+        "sweep",
+        preset(
+            GOOD_PRESET + '[[also]]\ntasks = ["mlp-diabetes"]\nestimators = ["backprop"]\n'
+            'measure = ["train"]\nseeds = 2\n'
+        ),
+        "[[also]] table 1: unknown key 'seeds'; valid: tasks, estimators, measure, grids",
+    ),
+    Case(
+        "preset also table without tasks",
+        "sweep",
+        preset(GOOD_PRESET + '[[also]]\nestimators = ["backprop"]\nmeasure = ["train"]\n'),
+        "[[also]] table 1: 'tasks' must be a non-empty list of names",
+    ),
+    Case(
+        "preset also table measuring scaling",
+        "sweep",
+        preset(
+            GOOD_PRESET + '[[also]]\ntasks = ["mlp-diabetes"]\nestimators = ["backprop"]\n'
+            'measure = ["scaling"]\n'
+        ),
+        "measurement 'scaling'; valid: train, quality, cost",
+    ),
+    Case(
+        "preset also table naming an unknown task",
+        "sweep",
+        preset(
+            GOOD_PRESET + '[[also]]\ntasks = ["mlp-nope"]\nestimators = ["backprop"]\n'
+            'measure = ["train"]\n'
+        ),
+        "unknown task 'mlp-nope'",
+    ),
+    Case(
+        "preset unknown study",
+        "sweep",
+        preset(GOOD_PRESET + 'studies = ["nope"]\n'),
+        "unknown study 'nope'",
+    ),
+    Case(
+        "preset study with a bad option",
+        "sweep",
+        preset(GOOD_PRESET + 'studies = ["wperp-overlap:widths=many"]\n'),
+        "wperp-overlap",
     ),
     Case(
         "preset file missing",
@@ -573,9 +618,10 @@ def test_an_interrupted_sweep_with_an_outside_estimator_keeps_its_cells_and_resu
     assert sweep_main(argv) == status
     watcher.join()
     err = capsys.readouterr().err
-    last = err.strip().splitlines()[-1]
-    assert "Traceback" not in err
-    assert last.startswith("interrupted") and "python -m runners.sweep --resume --out r" in last
+    *_, said, last = err.strip().splitlines()  # two lines, each within 100 columns
+    assert "Traceback" not in err and max(len(said), len(last)) <= 100
+    assert said.startswith("interrupted") and said.endswith("finished cells are kept in r")
+    assert last == "finish with: python -m runners.sweep --resume --out r"
     manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
     assert manifest["imports"] == {"signed-backprop": "mypkg.signed:SignedBackprop"}
     assert {c["status"] for c in manifest["cells"].values()} == {"done", "pending"}

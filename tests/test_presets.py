@@ -11,11 +11,14 @@ import torch
 
 from estimators import make_estimator, registry
 from measurements.budget import budget
+from measurements.studies import get_study
+from measurements.study import study_name
 from measurements.train import Learner
 from runners.presets import grid_specs, load_preset, preset_names
 from runners.sweep import main
 from tasks import get_task
 from tasks.data.splits import DataSource
+from tests.preset_text import preset_text
 from tests.stand_in_data import write_all
 
 
@@ -44,6 +47,14 @@ def test_quick_bounds_training_by_steps_per_task() -> None:
 @pytest.mark.parametrize("name", preset_names())
 def test_preset_names_valid_tasks_and_estimators(name: str) -> None:
     preset = load_preset(name)
+    for group in preset.also:
+        for task in group.tasks:
+            get_task(task)
+        for spec in group.estimators:
+            make_estimator(spec)
+    for spec in preset.studies:
+        study_name_, options = study_name(spec)
+        get_study(study_name_).configure(options)
     for task in preset.tasks:
         get_task(task)
     assert preset.estimators and preset.seeds >= 1 and preset.draws >= 2
@@ -106,14 +117,9 @@ def test_preset_runs_end_to_end(name: str, tmp_path: Path) -> None:
     }
 
 
-CLUSTER_PRESET = """description = "a cluster's"
-tasks = ["mlp-diabetes"]
-estimators = ["backprop"]
-seeds = 1
-measure = ["quality"]
-draws = 4
-tune = false
-executor = "slurm"
+CLUSTER_PRESET = (
+    preset_text("a cluster's", "quality")
+    + """executor = "slurm"
 
 [slurm]
 partition = "gpu"
@@ -123,6 +129,7 @@ time = 240
 parallelism = 16
 option = ["account=proj", "exclusive"]
 """
+)
 
 
 def test_a_preset_slurm_table_sets_the_slurm_flags_and_flags_win(tmp_path: Path) -> None:
@@ -154,3 +161,60 @@ def test_preset_executor_and_jobs_run_the_pool(tmp_path: Path) -> None:
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["environment"]["executor"] == "pool:2"
     assert {c["runner"] for c in manifest["cells"].values()} == {"pool:2"}
+
+
+EXTRAS_PRESET = (
+    preset_text("a cross, a group beyond it and a study")
+    + """studies = ["wperp-overlap:widths=8,steps=2,batch=16,max_k=4"]
+
+[seconds]
+mlp-diabetes = 30
+mlp-breast-cancer = 0.001
+
+[[also]]
+tasks = ["mlp-breast-cancer"]
+estimators = ["backprop"]
+measure = ["train"]
+grids = { sparse-vjp = { keep = [0.5] } }
+"""
+)
+
+
+def test_also_groups_seconds_by_task_and_studies_run_in_one_sweep(tmp_path: Path) -> None:
+    """An `[[also]]` group adds its own cross (its grids included), `[seconds]` caps each task
+    by name, the study writes its table into the folder, and a resume runs nothing again."""
+    path = tmp_path / "extras.toml"
+    path.write_text(EXTRAS_PRESET)
+    out = tmp_path / "out"
+    assert main(["--preset", str(path), "--steps", "50", "--out", str(out), "--no-reports"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert {k: c["status"] for k, c in manifest["cells"].items()} == dict.fromkeys([
+        "train/mlp-diabetes/backprop/seed=0", "train/mlp-breast-cancer/backprop/seed=0",
+        f"train/mlp-breast-cancer/{make_estimator('sparse-vjp:keep=0.5').spec}/seed=0",
+        "study/wperp-overlap:widths=8,steps=2,batch=16,max_k=4"], "done")  # fmt: skip
+    assert manifest["tasks"]["mlp-breast-cancer"]["seconds"] == 0.001
+    train = pd.read_csv(out / "train.csv")
+    steps = train.groupby("task")["step"].max()
+    assert steps["mlp-diabetes"] == 50 and steps["mlp-breast-cancer"] < 50  # capped by its time
+    overlap = pd.read_csv(out / "wperp_overlap.csv")
+    assert set(overlap["width"]) == {8} and "cell" not in overlap.columns
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert main(["--resume", "--out", str(out), "--no-reports"]) == 0
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.name != "manifest.json"}
+    assert after == {k: v for k, v in before.items() if k != "manifest.json"}
+
+
+def test_tasks_estimators_or_measure_flags_drop_the_groups_and_studies(tmp_path: Path) -> None:
+    from runners.sweep import first_stage, parser, resolve, second_stage
+
+    path = tmp_path / "extras.toml"
+    path.write_text(EXTRAS_PRESET)
+    whole = resolve(parser().parse_args(["--preset", str(path)]))
+    assert len(whole.also) == 1 and len(whole.studies) == 1
+    assert len(first_stage(whole) + second_stage(whole, {})) == 4
+    for flag in (["--tasks", "mlp-diabetes"], ["--estimators", "backprop"], ["--measure", "train"]):
+        config = resolve(parser().parse_args(["--preset", str(path), *flag]))
+        assert config.also == () and config.studies == ()
+        assert [c.key for c in first_stage(config) + second_stage(config, {})] == [
+            "train/mlp-diabetes/backprop/seed=0"
+        ]

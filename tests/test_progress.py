@@ -81,3 +81,27 @@ def test_without_a_cap_training_waits_for_a_finished_run() -> None:
         progress.finish(cells[3], 12.0)
         assert progress.left() == pytest.approx(24.0)
     assert "estimating the time left" in out.getvalue()
+
+
+def test_studies_do_not_hold_back_the_estimate_and_are_counted_after_it() -> None:
+    """A study has no estimate before it runs: the time left counts the other cells and the bar
+    says how many studies follow."""
+    clock, out = Clock(), io.StringIO()
+    cells = [
+        Cell("mlp-mnist1d", "backprop", 0, "quality"),
+        Cell("mlp-mnist1d", "backprop", 1, "quality"),
+        Cell("-", "wperp-overlap", 0, "study"),
+        Cell("-", "blog-table", 0, "study"),
+    ]
+    with Progress(cells, _context(seconds=None), file=out, clock=clock) as progress:
+        progress.start(cells[0])
+        clock.now = 10.0
+        progress.finish(cells[0], 10.0)
+        assert progress.left() == pytest.approx(10.0)
+        assert progress.bar.postfix == "~10s left + 2 studies"
+        progress.start(cells[1])
+        progress.finish(cells[1], 10.0)
+        progress.start(cells[2])
+        progress.finish(cells[2], 60.0)
+        assert progress.left() == pytest.approx(60.0)  # the finished study's rate
+        assert progress.bar.postfix == "~1m 00s left"

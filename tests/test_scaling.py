@@ -26,6 +26,7 @@ def test_a_family_expands_to_one_canonical_task_per_size_smallest_first() -> Non
                                  ("vit-digits:dim=32", "dim")]  # fmt: skip
     assert family_of("mlp-mnist1d:depth=4,width=16", "width") == ("mlp-mnist1d:depth=4", 16.0)
     assert family_of("vit-digits:dim=32", "dim") == ("vit-digits", 32.0)
+    assert isinstance(family_of("vit-digits:dim=32", "dim")[1], int)  # written "32", not "32.0"
 
 
 TWO_AXES = {"depth": [3, 4], "width": [16, 32]}
