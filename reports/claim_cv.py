@@ -103,6 +103,13 @@ def _per_seed_mean(diag: pd.DataFrame, name: str) -> Estimate:
     return mean_interval(diag[diag["name"] == name].groupby("seed")["value"].mean().tolist())
 
 
+def _break_even(value: float) -> str:
+    """ "break-even 0.816", or what an infinite mean break-even means."""
+    if math.isinf(value):
+        return "break-even ∞ (at some steps' beta no cosine ≤ 1 breaks even)"
+    return f"break-even {fmt(value)}"
+
+
 def budget_checks(res: Results) -> tuple[list[Check], list[Check], str]:
     """Checks of claims 1a (ViT tasks) and 1b (tasks below break-even), and why 1b has none."""
     train, diag = res.frame("train.csv"), res.frame("diagnostics.csv")
@@ -128,7 +135,7 @@ def budget_checks(res: Results) -> tuple[list[Check], list[Check], str]:
             no_gain = {True: False, False: True, None: None}[exceeds(gain, 0.0)]
             even_checks.append(Check(
                 task, no_gain,
-                f"alignment {align.text()} below break-even {fmt(even.value)}, {text}",
+                f"alignment {align.text()} below {_break_even(even.value)}, {text}",
             ))  # fmt: skip
     return gain_checks, even_checks, why
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from tabulate import tabulate
 
@@ -10,6 +11,8 @@ from measurements.schema import ADDED_IN_2
 from reports.load import Results
 from reports.section import Section
 from reports.style import Style
+from tasks.labels import short_labels
+from tasks.spec import split_spec
 
 ERROR_CHARS = 200
 # What a file written before protocol 2 lacks beyond its columns, said where it loads.
@@ -36,6 +39,8 @@ def _run(res: Results) -> list[str]:
         f"draws per checkpoint: {config.get('draws')}; step budget override: "
         f"{config.get('steps') or 'none (each task its own)'}; rate tuning: "
         f"{'yes' if config.get('tune') else 'no'}.",
+        *(_group(g) for g in config.get("also", [])),
+        *([f"- studies: {', '.join(config['studies'])}."] if config.get("studies") else []),
         f"- device: {env.get('device_name', env.get('device', '?'))}; "
         f"torch {env.get('torch', '?')}; started {m.get('started', '?')}, "
         f"finished {m.get('finished') or 'not finished'}.",
@@ -67,6 +72,16 @@ def _run(res: Results) -> list[str]:
     return lines
 
 
+def _group(group: dict[str, Any]) -> str:
+    """One `[[also]]` group of the configuration as a line of "The run"."""
+    specs = [split_spec(e) for e in group.get("estimators", [])]
+    labels = short_labels(specs)
+    draws = group.get("draws")
+    return (f"- also (an `[[also]]` group): {', '.join(group.get('tasks', []))} × "
+            f"{', '.join(labels[s] for s in specs)}: {', '.join(group.get('measure', []))}"
+            f"{'' if draws is None else f' ({draws} draws per checkpoint)'}.")  # fmt: skip
+
+
 def _settings(style: Style) -> list[str]:
     rows = [[label, est, params] for (est, params), label in style.labels.items()]
     return ["## Estimator settings", "",
@@ -84,7 +99,7 @@ def _section(s: Section) -> list[str]:
     if s.skipped is not None:
         return [*lines, f"**Skipped:** {s.skipped}.", ""]
     lines += [f"- {f}" for f in s.findings]
-    lines += ["", f"Files: {_links(s.files, ' · ')}", ""]
+    lines += ["", f"Files: {_links(s.files, ' · ')}", ""] if s.files else [""]
     lines += [f"![{s.title}]({f})" for f in s.files if f.endswith(".png")]
     if s.body:
         lines += ["", s.body]
@@ -109,7 +124,7 @@ def render(res: Results, style: Style, sections: list[Section]) -> str:
         "",
         "## Contents",
         "",
-        *(f"- {s.title}: {_links(s.files, ', ')}" for s in drawn),
+        *(f"- {s.title}: {_links(s.files, ', ') or 'findings only'}" for s in drawn),
         *(f"- {s.title}: skipped ({s.skipped})" for s in skipped),
         "",
         "## Findings",

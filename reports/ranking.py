@@ -213,8 +213,10 @@ def scale(res: Results) -> str:
     env = res.manifest.get("environment", {})
     device = env.get("device_name", env.get("device", "an unrecorded device"))
     seeds = res.manifest.get("config", {}).get("seeds")
-    return (f"measured on {len(tasks)} task(s), {'; '.join(tasks)}, on {device} with {seeds} "
-            "seed(s) each; a ranking at this scale need not hold for larger models")  # fmt: skip
+    each = f"{seeds} seed{'' if seeds == 1 else 's'}"
+    return (f"measured on {len(tasks)} task{'' if len(tasks) == 1 else 's'}, {'; '.join(tasks)}, "
+            f"on {device} with {each} each; a ranking at this scale need not hold for larger "
+            "models")  # fmt: skip
 
 
 def lead(res: Results, style: Style) -> str:

@@ -102,9 +102,12 @@ def t95(n: int) -> float:
 
 
 def half_width(values: np.ndarray) -> float:
-    """Half-width of the 95% Student-t interval of the mean of `values` (NaN for one value)."""
+    """Half-width of the 95% Student-t interval of the mean of `values` (NaN for one value, or
+    for values not all finite: an infinite mean has no interval)."""
     n = len(values)
-    return t95(n) * float(np.std(values, ddof=1)) / math.sqrt(n) if n >= 2 else math.nan
+    if n < 2 or not np.all(np.isfinite(values)):
+        return math.nan
+    return t95(n) * float(np.std(values, ddof=1)) / math.sqrt(n)
 
 
 def apart(lo_a: float, hi_a: float, lo_b: float, hi_b: float) -> bool:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, replace
 from typing import Any, Protocol
 
 from estimators import make_estimator
@@ -42,6 +42,7 @@ class Cell:
     measure: str  # train | tune | quality | cost | scaling | study
     lr: float | None = None  # train/tune: the rate (None: the task's default)
     axis: str | None = None  # scaling: the model option that is the size axis
+    draws: int | None = None  # quality: the draws per checkpoint (None: the sweep's)
 
     @property
     def key(self) -> str:
@@ -57,7 +58,7 @@ class Cell:
         if self.measure in ("train", "tune"):
             return ctx.budget(get_task(self.task)).steps
         if self.measure == "quality":
-            return 3 * (ctx.draws * 2 + WORK_BATCHES)
+            return 3 * ((self.draws or ctx.draws) * 2 + WORK_BATCHES)
         return CALLS  # cost, scaling, study
 
 
@@ -93,7 +94,8 @@ def run_cell(cell: Cell, ctx: Context) -> dict[str, list[dict[str, Any]]]:
         else:
             rows = {"train.csv": result.rows, "diagnostics.csv": result.diagnostics}
     elif cell.measure == "quality":
-        rows = {"quality.csv": measure_quality(task, cell.estimator, cell.seed, ctx)}
+        own = ctx if cell.draws is None else replace(ctx, draws=cell.draws)
+        rows = {"quality.csv": measure_quality(task, cell.estimator, cell.seed, own)}
     elif cell.measure == "cost":
         rows = {"cost.csv": measure_cost(task, cell.estimator, ctx)}
     elif cell.measure == "scaling" and cell.axis:

@@ -25,6 +25,7 @@ class Group:
     tasks: tuple[str, ...]
     estimators: tuple[str, ...]
     measure: tuple[str, ...]
+    draws: int | None = None  # its quality cells' draws (None: the sweep's)
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,9 @@ class Preset:
         of caps by task name (absent, or a task the table does not name: none).
     also: runs beyond the cross of tasks x estimators x measurements, an `[[also]]` table per
         group: its own `tasks`, `estimators` (and `grids`) and `measure` (train, quality or
-        cost), crossed in turn (claims needing a task for two estimators only). Dropped when
-        `--tasks`, `--estimators` or `--measure` is given.
+        cost), crossed in turn (claims needing a task for two estimators only), and optionally
+        its own `draws` for its quality cells (a heavy-tailed estimator's bias test needs more).
+        Dropped when `--tasks`, `--estimators` or `--measure` is given.
     studies: studies (`python -m runners.study` specs) the sweep runs into its folder after its
         cells; dropped like `also`.
     scaling: model families for the `scaling` measurement, a `[scaling]` table of model options
@@ -103,7 +105,7 @@ _KEYS: dict[str, tuple[tuple[type, ...], str]] = {
 }
 _OPTIONAL = ("steps", "seconds", "grids", "scaling", "executor", "jobs", "slurm", "also", "studies")
 # The keys of an `[[also]]` table, and the measurements it may name.
-ALSO_KEYS = ("tasks", "estimators", "measure", "grids")
+ALSO_KEYS = ("tasks", "estimators", "measure", "grids", "draws")
 ALSO_MEASURES = ("train", "quality", "cost")
 # The `[slurm]` table's keys: the `--slurm-KEY` flags' names and types.
 SLURM_KEYS: dict[str, tuple[type, str]] = {
@@ -174,15 +176,21 @@ def _check_also(where: str, table: Mapping[str, object]) -> None:
         if key not in ALSO_KEYS:
             raise PresetError(f"{where}: unknown key {key!r}; valid: {', '.join(ALSO_KEYS)}")
     for key in ALSO_KEYS[:3]:
-        value = table.get(key)
-        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        value = table.get(key, [] if key == "estimators" and table.get("grids") else None)
+        empty = not value and key != "estimators"  # a group may name its settings by grids only
+        if not isinstance(value, list) or empty or not all(isinstance(v, str) for v in value):
             raise PresetError(f"{where}: {key!r} must be a non-empty list of names, got {value!r}"
                               [:200])  # fmt: skip
+    if not table.get("estimators") and not table.get("grids"):
+        raise PresetError(f"{where}: name its settings in 'estimators' or 'grids'")
     measures = table["measure"]
     assert isinstance(measures, list)  # checked above
     for m in measures:
         if m not in ALSO_MEASURES:
             raise PresetError(f"{where}: measurement {m!r}; valid: {', '.join(ALSO_MEASURES)}")
+    draws = table.get("draws", 2)
+    if not isinstance(draws, int) or isinstance(draws, bool) or draws < 2:
+        raise PresetError(f"{where}: 'draws' must be an integer >= 2, got {draws!r}"[:200])
     grids = table.get("grids", {})
     if not isinstance(grids, dict) or not all(isinstance(g, dict) for g in grids.values()):
         raise PresetError(f"{where}: 'grids' must be a table of parameter grids by estimator")
@@ -233,8 +241,9 @@ def load_preset(name: str) -> Preset:
 
 def _also(table: Mapping[str, Any]) -> Group:
     """An `[[also]]` table (checked) as a group: its estimators, then its grids' specs."""
-    specs = [*table["estimators"], *grid_specs(table.get("grids", {}))]
-    return Group(tuple(table["tasks"]), tuple(dict.fromkeys(specs)), tuple(table["measure"]))
+    specs = [*table.get("estimators", []), *grid_specs(table.get("grids", {}))]
+    return Group(tuple(table["tasks"]), tuple(dict.fromkeys(specs)), tuple(table["measure"]),
+                 table.get("draws"))  # fmt: skip
 
 
 def grid_specs(grids: Mapping[str, Mapping[str, Sequence[object]]]) -> list[str]:

@@ -59,7 +59,7 @@ from tasks.data import DataSource
 USER_ERRORS = (
     EstimatorError, TaskError, PresetError, DeviceError, results.ResultsError, StudyError,
 )  # fmt: skip
-GROUP_FIELDS = ("tasks", "estimators", "measure")
+GROUP_FIELDS = ("tasks", "estimators", "measure", "draws")
 SELECTION = ("preset", "tasks", "estimators", "seeds", "measure", "steps", "seconds", "draws")
 
 
@@ -82,17 +82,21 @@ class SweepConfig:
     also: tuple[Group, ...] = ()  # runs beyond the cross (`runners.presets.Preset.also`)
     studies: tuple[str, ...] = ()  # study specs run into the folder after the cells
 
-    def runs(self) -> list[tuple[str, str, tuple[str, ...]]]:
-        """(task, estimator spec, measurements) of the cross, then of each `also` group; a
-        pair named twice is run once, for the measurements of both."""
+    def runs(self) -> list[tuple[str, str, tuple[str, ...], int | None]]:
+        """(task, estimator spec, measurements, quality draws or None for the sweep's) of the
+        cross, then of each `also` group; a pair named twice is run once, for the measurements
+        of both (its quality cells at the draws of the first group that measures quality)."""
         groups = [Group(self.tasks, self.estimators, self.measure), *self.also]
         found: dict[tuple[str, str], list[str]] = {}
+        draws: dict[tuple[str, str], int | None] = {}
         for g in groups:
             for task in g.tasks:
                 for spec in g.estimators:
                     have = found.setdefault((task, spec), [])
+                    if "quality" in g.measure and "quality" not in have:
+                        draws[(task, spec)] = g.draws
                     have += [m for m in g.measure if m not in have and m != "scaling"]
-        return [(t, s, tuple(m)) for (t, s), m in found.items()]
+        return [(t, s, tuple(m), draws.get((t, s))) for (t, s), m in found.items()]
 
     def all_tasks(self) -> tuple[str, ...]:
         """Every task a cell runs on: the cross's, then the `also` groups'."""
@@ -121,7 +125,9 @@ class SweepConfig:
         for spec in self.studies:
             name, options = study_name(spec)
             get_study(name).configure(options)  # a clear error for a bad spec before anything runs
-        return SweepConfig(**{**asdict(self), **asdict(_group(self)), "also": also,
+        cross = _group(self)
+        return SweepConfig(**{**asdict(self), "tasks": cross.tasks, "estimators": cross.estimators,
+                              "measure": cross.measure, "also": also,
                               "studies": tuple(self.studies)})  # fmt: skip
 
 
@@ -131,7 +137,7 @@ def _group(g: Group | SweepConfig | Mapping[str, Any]) -> Group:
     fields = g if isinstance(g, Mapping) else {f: getattr(g, f) for f in GROUP_FIELDS}
     tasks = tuple(dict.fromkeys(get_task(t).name for t in fields["tasks"]))
     specs = tuple(dict.fromkeys(make_estimator(s).spec for s in fields["estimators"]))
-    return Group(tasks, specs, tuple(fields["measure"]))
+    return Group(tasks, specs, tuple(fields["measure"]), fields.get("draws"))
 
 
 def parser() -> Parser:
@@ -193,9 +199,9 @@ def first_stage(config: SweepConfig) -> list[Cell]:
     """Cells that depend on nothing: quality, cost, scaling, (when tuning) the rate grid, and
     the studies last."""
     cells = []
-    for task, spec, measure in config.runs():
+    for task, spec, measure, draws in config.runs():
         if "quality" in measure:
-            cells += [Cell(task, spec, s, "quality") for s in range(config.seeds)]
+            cells += [Cell(task, spec, s, "quality", draws=draws) for s in range(config.seeds)]
         if "cost" in measure:
             cells.append(Cell(task, spec, 0, "cost"))
         if "train" in measure and config.tune:
@@ -210,7 +216,7 @@ def second_stage(config: SweepConfig, rates: dict[tuple[str, str], float | None]
     """Training cells at each estimator's chosen rate."""
     return [
         Cell(task, spec, s, "train", rates.get((task, spec)))
-        for task, spec, measure in config.runs()
+        for task, spec, measure, _ in config.runs()
         if "train" in measure
         for s in range(config.seeds)
     ]
@@ -222,7 +228,7 @@ def chosen_rates(config: SweepConfig, out: Path) -> dict[tuple[str, str], float 
         return {}
     tuning = pd.read_csv(out / "tuning.csv", keep_default_na=False, na_values=["nan"])
     rates: dict[tuple[str, str], float | None] = {}
-    for task, spec, measure in config.runs():
+    for task, spec, measure, _ in config.runs():
         if "train" in measure:
             runs = {
                 float(str(lr)): rows.to_dict("records")

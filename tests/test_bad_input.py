@@ -407,6 +407,24 @@ PRESETS = [
         "[[also]] table 1: 'tasks' must be a non-empty list of names",
     ),
     Case(
+        "preset also table with one draw",
+        "sweep",
+        preset(
+            GOOD_PRESET + '[[also]]\ntasks = ["mlp-diabetes"]\nestimators = ["backprop"]\n'
+            'measure = ["quality"]\ndraws = 1\n'
+        ),
+        "[[also]] table 1: 'draws' must be an integer >= 2, got 1",
+    ),
+    Case(
+        "preset also table naming no setting",
+        "sweep",
+        preset(
+            GOOD_PRESET + '[[also]]\ntasks = ["mlp-diabetes"]\nestimators = []\n'
+            'measure = ["quality"]\n'
+        ),
+        "[[also]] table 1: name its settings in 'estimators' or 'grids'",
+    ),
+    Case(
         "preset also table measuring scaling",
         "sweep",
         preset(

@@ -15,7 +15,7 @@ import pytest
 
 from reports import build_reports
 from reports.build import BUILDERS
-from reports.claim_sparse import ratio_to_backprop
+from reports.claim_sparse import holm, ratio_to_backprop
 from reports.claims import CLAIMS, build, verdicts
 from reports.load import load_results
 from reports.style import Style
@@ -193,6 +193,17 @@ def test_claim_4a_reads_train_csv_and_the_blogs_own_setting(sentences: Sentences
     )
 
 
+def test_claim_4b_reads_the_blogs_own_setting_without_cost_rows(sentences: Sentences) -> None:
+    word, text = sentences["Claim 4b"]
+    assert word == "holds only on blog setting: mlp-breast-cancer"
+    # -0.4, -0.41, -0.42: -0.41 ± 0.0248, wholly below -0.3; diabetes -0.2 at every seed
+    assert (
+        "blog setting: mlp-breast-cancer: step time change -0.41 [-0.435, -0.385] (3 seeds) "
+        "(blog -0.4) (for)" in text
+    )
+    assert "blog setting: mlp-diabetes: step time change -0.2 [-0.2, -0.2] (3 seeds)" in text
+
+
 def test_claim_4c_does_not_hold_below_70_percent_fewer_flops(sentences: Sentences) -> None:
     word, text = sentences["Claim 4c"]
     assert word == "does not hold"
@@ -207,7 +218,7 @@ def test_claim_4c_does_not_hold_below_70_percent_fewer_flops(sentences: Sentence
 def test_claims_without_their_rows_are_not_measurable_and_name_the_command(
     sentences: Sentences, tmp_path: Path
 ) -> None:
-    for name in ("Claim 3b", "Claim 4b"):
+    for name in ("Claim 3b",):
         word, text = sentences[name]
         assert word == "not measurable from these results"
         assert text.endswith(f"(run `{PRESET}`).")
@@ -263,3 +274,11 @@ def test_the_claims_section_heads_the_report(results: Path, tmp_path: Path) -> N
     names = [c.name.removeprefix("Claim ") for c in CLAIMS]
     assert names == ["1a", "1b", "1c", "2a", "2b", "2c", "2d", "3a", "3b", "3c", "4a", "4b", "4c"]
     assert all(f"| {c.name} " in section.body for c in CLAIMS) and section.skipped is None
+
+
+def test_holm_rejects_step_down_and_not_a_lone_p_near_alpha_among_many() -> None:
+    """Claim 3a's family-wise correction: 0.01 <= 0.05 / 3 is rejected, then 0.03 > 0.05 / 2
+    stops it; p 0.0466 among 12 settings (the smallest, against 0.05 / 12) is not rejected."""
+    assert holm([0.04, 0.01, 0.03], 0.05) == {0.01}
+    assert holm([0.001, 0.02, 0.5], 0.05) == {0.001, 0.02}
+    assert holm([0.0466, *[0.5] * 11], 0.05) == set()

@@ -14,6 +14,7 @@ from measurements.budget import budget
 from measurements.studies import get_study
 from measurements.study import study_name
 from measurements.train import Learner
+from reports import build_reports
 from runners.presets import grid_specs, load_preset, preset_names
 from runners.sweep import main
 from tasks import get_task
@@ -176,13 +177,20 @@ tasks = ["mlp-breast-cancer"]
 estimators = ["backprop"]
 measure = ["train"]
 grids = { sparse-vjp = { keep = [0.5] } }
+
+[[also]]
+tasks = ["mlp-diabetes"]
+measure = ["quality"]
+draws = 6
+grids = { sparse-vjp = { keep = [0.5] } }
 """
 )
 
 
 def test_also_groups_seconds_by_task_and_studies_run_in_one_sweep(tmp_path: Path) -> None:
-    """An `[[also]]` group adds its own cross (its grids included), `[seconds]` caps each task
-    by name, the study writes its table into the folder, and a resume runs nothing again."""
+    """An `[[also]]` group adds its own cross (its grids included; its quality cells at its own
+    draws), `[seconds]` caps each task by name, the study writes its table into the folder, and
+    a resume runs nothing again."""
     path = tmp_path / "extras.toml"
     path.write_text(EXTRAS_PRESET)
     out = tmp_path / "out"
@@ -191,16 +199,22 @@ def test_also_groups_seconds_by_task_and_studies_run_in_one_sweep(tmp_path: Path
     assert {k: c["status"] for k, c in manifest["cells"].items()} == dict.fromkeys([
         "train/mlp-diabetes/backprop/seed=0", "train/mlp-breast-cancer/backprop/seed=0",
         f"train/mlp-breast-cancer/{make_estimator('sparse-vjp:keep=0.5').spec}/seed=0",
+        f"quality/mlp-diabetes/{make_estimator('sparse-vjp:keep=0.5').spec}/seed=0",
         "study/wperp-overlap:widths=8,steps=2,batch=16,max_k=4"], "done")  # fmt: skip
     assert manifest["tasks"]["mlp-breast-cancer"]["seconds"] == 0.001
     train = pd.read_csv(out / "train.csv")
     steps = train.groupby("task")["step"].max()
     assert steps["mlp-diabetes"] == 50 and steps["mlp-breast-cancer"] < 50  # capped by its time
+    assert set(pd.read_csv(out / "quality.csv")["draws"]) == {6}  # the group's, not the 4
     overlap = pd.read_csv(out / "wperp_overlap.csv")
     assert set(overlap["width"]) == {8} and "cell" not in overlap.columns
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     assert main(["--resume", "--out", str(out), "--no-reports"]) == 0
-    after = {p.name: p.read_bytes() for p in out.iterdir() if p.name != "manifest.json"}
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    after.pop("manifest.json")
+    index = build_reports(out, tmp_path / "report").read_text()
+    assert "- also (an `[[also]]` group): mlp-diabetes × sparse-vjp: quality (6 draws per " in index
+    assert "- studies: wperp-overlap:widths=8,steps=2,batch=16,max_k=4." in index
     assert after == {k: v for k, v in before.items() if k != "manifest.json"}
 
 
@@ -210,8 +224,8 @@ def test_tasks_estimators_or_measure_flags_drop_the_groups_and_studies(tmp_path:
     path = tmp_path / "extras.toml"
     path.write_text(EXTRAS_PRESET)
     whole = resolve(parser().parse_args(["--preset", str(path)]))
-    assert len(whole.also) == 1 and len(whole.studies) == 1
-    assert len(first_stage(whole) + second_stage(whole, {})) == 4
+    assert len(whole.also) == 2 and len(whole.studies) == 1
+    assert len(first_stage(whole) + second_stage(whole, {})) == 5
     for flag in (["--tasks", "mlp-diabetes"], ["--estimators", "backprop"], ["--measure", "train"]):
         config = resolve(parser().parse_args(["--preset", str(path), *flag]))
         assert config.also == () and config.studies == ()

@@ -132,8 +132,8 @@ def test_time_ranking_names_the_known_winner_apart_from_the_runner_up(tmp_path: 
     assert lead.startswith("By time to target across tasks (performance-profile score")
     assert "sparse-vjp ranks first with 0.917 [0.917, 0.917]" in lead
     assert "apart from the runner-up backprop's" in lead
-    assert "The ranking is measured on 2 task(s), task-a (1,000 parameters)" in lead
-    assert "on a test CPU with 3 seed(s) each" in lead
+    assert "The ranking is measured on 2 tasks, task-a (1,000 parameters)" in lead
+    assert "on a test CPU with 3 seeds each" in lead
 
 
 def test_overlapping_intervals_make_first_place_no_finding(tmp_path: Path) -> None:
@@ -182,4 +182,4 @@ def test_mse_ranking_is_the_geometric_mean_over_tasks_and_checkpoints(tmp_path: 
     assert fast.lo == pytest.approx(2 * math.sqrt(0.75 * 3.5))
     lead = build_reports(res.folder, tmp_path / "report").read_text().split("\n\n")[1]
     assert "95% intervals), svd-subspace ranks first with 1 [0.775, 1.22], apart" in lead
-    assert f"tau_max = {TAU_MAX:g}" in lead and "Both rankings are measured on 2 task(s)" in lead
+    assert f"tau_max = {TAU_MAX:g}" in lead and "Both rankings are measured on 2 tasks" in lead
