@@ -10,7 +10,7 @@ import pandas as pd
 
 from reports.load import KEYS, Results, number
 from reports.quality import at_end, over_seeds
-from reports.verdict import Estimate, seeds
+from reports.verdict import Estimate, mean_interval, seeds
 from tasks.spec import parse_options
 
 PRESET = "python -m runners.sweep --preset claims"  # writes the rows of every claim
@@ -48,6 +48,31 @@ def quality_at_end(res: Results) -> pd.DataFrame | None:
     if quality is None:
         return None
     return over_seeds(at_end(quality[quality["layer"] == "total"]), [*KEYS, "checkpoint"])
+
+
+def seed_cosines(res: Results) -> pd.DataFrame | None:
+    """quality.csv's `layer == "total"` rows at each task's last checkpoint, one per setting and
+    seed (its mean cosine over the draws); None without quality.csv."""
+    quality = res.frame("quality.csv")
+    if quality is None:
+        return None
+    return at_end(quality[quality["layer"] == "total"])
+
+
+def per_seed(q: pd.DataFrame, task: str, estimator: str) -> dict[int, float]:
+    """seed -> cosine of `estimator`'s first setting on `task` (`seed_cosines` rows)."""
+    found = q[(q["task"] == task) & (q["estimator"] == estimator)]
+    if found.empty:
+        return {}
+    first = found[found["params"] == found["params"].iloc[0]]
+    return {int(s): float(c) for s, c in zip(first["seed"], first["cosine"], strict=True)}
+
+
+def paired(a: dict[int, float], b: dict[int, float], scale: float = 1.0) -> Estimate | None:
+    """a minus scale × b, paired by seed (the same checkpoint and batches), with its 95%
+    Student-t interval over the seeds both have; None without a common seed."""
+    common = sorted(set(a) & set(b))
+    return mean_interval([a[s] - scale * b[s] for s in common]) if common else None
 
 
 def cosine(row: Mapping[str, Any]) -> Estimate:

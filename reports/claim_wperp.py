@@ -11,10 +11,20 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from reports import wperp_overlap
-from reports.claim_rows import PRESET, cosine, place, quality_at_end, rows
+from reports.claim_rows import (
+    PRESET,
+    cosine,
+    paired,
+    per_seed,
+    place,
+    quality_at_end,
+    rows,
+    seed_cosines,
+)
 from reports.load import Results, number
 from reports.style import fmt
 from reports.sweeps import split_task
@@ -41,16 +51,18 @@ WPERP = Claim(
     "Claim 2a",
     SOURCE,
     "The W-perp guess is closer to the true gradient than the W^T and isotropic guesses",
-    "cosine with the exact gradient at the last checkpoint (quality.csv), fg-wperp against "
-    "fg-wt and fg-activity",
+    "per seed, fg-wperp's mean cosine with the exact gradient at the last checkpoint minus "
+    "fg-wt's and minus fg-activity's (quality.csv; paired: the same checkpoint and batches), "
+    "t-interval over seeds; both above 0",
     PRESET,
 )
 WIDTH = Claim(
     "Claim 2b",
     SOURCE,
     "W-perp's advantage over the best other guess grows with width",
-    "fg-wperp's cosine minus the better of fg-wt and fg-activity (interval: the ends of the two "
-    "intervals), widest against narrowest width",
+    "per seed, fg-wperp's cosine minus the better guess's (by its mean over seeds) at the widest "
+    "width, minus the same gap at the narrowest (seeds paired by index), t-interval over seeds, "
+    "above 0",
     PRESET,
 )
 OVERLAP = Claim(
@@ -67,8 +79,8 @@ NEWTON_SCHULZ = Claim(
     "Claim 2d",
     SOURCE,
     "The Newton-Schulz variant approximates W-perp cheaply",
-    f"at the same k, fg-wperp-ns's cosine at the last checkpoint (quality.csv) minus {fmt(KEEP)} "
-    "× fg-wperp's (interval: the ends of the two intervals) above 0, and fg-wperp-ns's step-time "
+    f"at the same k, per seed fg-wperp-ns's cosine at the last checkpoint (quality.csv) minus "
+    f"{fmt(KEEP)} × fg-wperp's, t-interval over seeds, above 0, and fg-wperp-ns's step-time "
     "ratio to backprop wholly below fg-wperp's (cost.csv; noisy: undecided); both must hold",
     PRESET,
 )
@@ -82,42 +94,44 @@ NEWTON_SCHULZ_WHY = (
 )
 
 
-def difference(a: Estimate, b: Estimate, scale: float = 1.0) -> Estimate:
-    """a minus scale × b, its interval from the two intervals' ends (conservative)."""
-    return Estimate(a.value - scale * b.value, a.lo - scale * b.hi, a.hi - scale * b.lo, a.basis)
-
-
-def _cosine(q: pd.DataFrame, task: str, estimator: str) -> Estimate | None:
-    found = q[(q["task"] == task) & (q["estimator"] == estimator)]
-    return None if found.empty else cosine(found.iloc[0])
-
-
 def guess_checks(res: Results) -> tuple[list[Check], list[Check]]:
     """Checks of claims 2a (each task) and 2b (each task base run at two or more widths)."""
-    q = quality_at_end(res)
+    q = seed_cosines(res)
     if q is None:
         return [], []
     checks: list[Check] = []
-    gaps: dict[str, list[tuple[float, Estimate]]] = {}
+    gaps: dict[str, list[tuple[float, dict[int, float], str]]] = {}
     for task in res.tasks():
-        wperp, wt, iso = (_cosine(q, task, e) for e in ("fg-wperp", "fg-wt", "fg-activity"))
-        if wperp is None or wt is None or iso is None:
+        wperp, wt, iso = (per_seed(q, task, e) for e in ("fg-wperp", "fg-wt", "fg-activity"))
+        over_wt, over_iso = paired(wperp, wt), paired(wperp, iso)
+        if over_wt is None or over_iso is None:
             continue
-        checks.append(Check(task, all_of([beats(wperp, wt), beats(wperp, iso)]),
-                            f"cosine fg-wperp {wperp.text()}, fg-wt {wt.text()}, fg-activity "
-                            f"{iso.text()}"))  # fmt: skip
+        means = {n: float(np.mean(list(c.values()))) for n, c in
+                 (("fg-wperp", wperp), ("fg-wt", wt), ("fg-activity", iso))}  # fmt: skip
+        checks.append(Check(task, all_of([exceeds(over_wt, 0.0), exceeds(over_iso, 0.0)]),
+                            f"fg-wperp minus fg-wt {over_wt.text()}, minus fg-activity "
+                            f"{over_iso.text()} (mean cosines {fmt(means['fg-wperp'])}, "
+                            f"{fmt(means['fg-wt'])}, {fmt(means['fg-activity'])})"))  # fmt: skip
         base, options = split_task(task)
         if "width" in options:
-            best = wt if wt.value >= iso.value else iso
-            gaps.setdefault(base, []).append((number(options["width"]), difference(wperp, best)))
+            name = "fg-wt" if means["fg-wt"] >= means["fg-activity"] else "fg-activity"
+            best = wt if name == "fg-wt" else iso
+            gap = {s: wperp[s] - best[s] for s in sorted(set(wperp) & set(best))}
+            gaps.setdefault(base, []).append((number(options["width"]), gap, name))
     width_checks = []
     for base, points in gaps.items():
-        if len({w for w, _ in points}) < 2:
+        if len({w for w, _, _ in points}) < 2:
             continue
-        (narrow, small), (wide, large) = min(points), max(points)
-        width_checks.append(Check(base, beats(large, small),
-                                  f"gap {small.text()} at width {fmt(narrow)}, {large.text()} "
-                                  f"at width {fmt(wide)}"))  # fmt: skip
+        by_width = sorted(points, key=lambda p: p[0])
+        (narrow, small, a), (wide, large, b) = by_width[0], by_width[-1]
+        growth = paired(large, small)
+        if growth is None:
+            continue
+        width_checks.append(Check(base, exceeds(growth, 0.0),
+                                  f"gap over {a} {fmt(float(np.mean(list(small.values()))))} at "
+                                  f"width {fmt(narrow)}, over {b} "
+                                  f"{fmt(float(np.mean(list(large.values()))))} at width "
+                                  f"{fmt(wide)}, growth {growth.text()}"))  # fmt: skip
     return checks, width_checks
 
 
@@ -144,11 +158,17 @@ def _time(cost: pd.DataFrame, task: str, estimator: str, params: str) -> tuple[E
     return ratio, flag(r["noisy"])
 
 
+def _seeds(q: pd.DataFrame, task: str, params: str) -> dict[int, float]:
+    """seed -> cosine of the setting with `params` on `task` (`seed_cosines` rows)."""
+    found = q[(q["task"] == task) & (q["params"] == params)]
+    return {int(s): float(c) for s, c in zip(found["seed"], found["cosine"], strict=True)}
+
+
 def newton_schulz_checks(res: Results) -> list[Check]:
     """Checks of claim 2d: each fg-wperp-ns setting with an fg-wperp setting of the same k on the
     same task, both in quality.csv and cost.csv."""
-    q, cost_rows = quality_at_end(res), res.frame("cost.csv")
-    if q is None or cost_rows is None:
+    q, cost_rows, seeded = quality_at_end(res), res.frame("cost.csv"), seed_cosines(res)
+    if q is None or cost_rows is None or seeded is None:
         return []
     cost = cost_by_setting(cost_rows)
     costed = set(zip(cost["task"], cost["estimator"], cost["params"], strict=True))
@@ -165,8 +185,9 @@ def newton_schulz_checks(res: Results) -> list[Check]:
                 continue
             w = same[0]
             mine, theirs = cosine(r), cosine(w)
-            kept = difference(mine, theirs, KEEP)
-            cos_ok = exceeds(kept, 0.0)
+            kept = paired(_seeds(seeded, task, r["params"]), _seeds(seeded, task, w["params"]),
+                          KEEP)  # fmt: skip
+            cos_ok = None if kept is None else exceeds(kept, 0.0)
             t_ns, noisy_ns = _time(cost, task, "fg-wperp-ns", r["params"])
             t_w, noisy_w = _time(cost, task, "fg-wperp", w["params"])
             noisy = noisy_ns or noisy_w
@@ -174,7 +195,8 @@ def newton_schulz_checks(res: Results) -> list[Check]:
             checks.append(Check(
                 place(task, r["params"], len(ns) > 1), all_of([cos_ok, time_ok]),
                 f"cosine fg-wperp-ns {mine.text()}, fg-wperp {theirs.text()}, ns minus "
-                f"{fmt(KEEP)} × fg-wperp {kept.text()} (cosine: {outcome(cos_ok)}); time ratio "
+                f"{fmt(KEEP)} × fg-wperp {'-' if kept is None else kept.text()} (cosine: "
+                f"{outcome(cos_ok)}); time ratio "
                 f"fg-wperp-ns {t_ns.text()}, fg-wperp {t_w.text()}{' (noisy)' if noisy else ''} "
                 f"(time: {outcome(time_ok)})",
             ))  # fmt: skip

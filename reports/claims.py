@@ -26,10 +26,11 @@ TITLE = "Claims"
 QUESTION = "Do the source papers' claims hold on these results?"
 SOURCE = (
     'train.csv, quality.csv (last checkpoint, `layer == "total"`), cost.csv, diagnostics.csv, '
-    "wperp_overlap.csv, blog.csv; intervals: 95% Student-t over seeds for means over seeds (over "
-    "examples for wperp_overlap.csv), the envelope of the seeds' 95% draw intervals for "
-    "quality.csv statistics, the cost cell's interval for time ratios. A task counts for a claim "
-    'only when the interval decides it (docs/protocol.md, "Claims").'
+    "wperp_overlap.csv, blog.csv, cv_predicted_variance.csv; intervals: 95% Student-t over seeds "
+    "for means and paired differences over seeds (over examples for wperp_overlap.csv, over "
+    "predictors for cv_predicted_variance.csv), the envelope of the seeds' 95% draw intervals "
+    "for a single setting's quality.csv statistic, the cost cell's interval for time ratios. A "
+    'task counts for a claim only when the interval decides it (docs/protocol.md, "Claims").'
 )
 PAPERS = (claim_cv, claim_wperp, claim_sparse, claim_svd)
 CLAIMS: tuple[Claim, ...] = tuple(c for paper in PAPERS for c in paper.CLAIMS)

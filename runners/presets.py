@@ -26,6 +26,8 @@ class Group:
     estimators: tuple[str, ...]
     measure: tuple[str, ...]
     draws: int | None = None  # its quality cells' draws (None: the sweep's)
+    optional: bool = False  # tasks whose data is absent are left out, not an error
+    seeds: int | None = None  # its seeds 0..seeds-1 (None: the sweep's)
 
 
 @dataclass(frozen=True)
@@ -43,8 +45,12 @@ class Preset:
     also: runs beyond the cross of tasks x estimators x measurements, an `[[also]]` table per
         group: its own `tasks`, `estimators` (and `grids`) and `measure` (train, quality or
         cost), crossed in turn (claims needing a task for two estimators only), and optionally
-        its own `draws` for its quality cells (a heavy-tailed estimator's bias test needs more).
-        Dropped when `--tasks`, `--estimators` or `--measure` is given.
+        its own `draws` for its quality cells (a heavy-tailed estimator's bias test needs more)
+        and `seeds` (a claim whose interval needs more seeds than the rest);
+        `optional = true`: its tasks whose data sets are absent (no `--data-root`, or files not
+        there) are left out, saying so, instead of stopping the sweep (MNIST / CIFAR-10 runs a
+        preset adds when the data is at hand). Dropped when `--tasks`, `--estimators` or
+        `--measure` is given.
     studies: studies (`python -m runners.study` specs) the sweep runs into its folder after its
         cells; dropped like `also`.
     scaling: model families for the `scaling` measurement, a `[scaling]` table of model options
@@ -105,7 +111,7 @@ _KEYS: dict[str, tuple[tuple[type, ...], str]] = {
 }
 _OPTIONAL = ("steps", "seconds", "grids", "scaling", "executor", "jobs", "slurm", "also", "studies")
 # The keys of an `[[also]]` table, and the measurements it may name.
-ALSO_KEYS = ("tasks", "estimators", "measure", "grids", "draws")
+ALSO_KEYS = ("tasks", "estimators", "measure", "grids", "draws", "optional", "seeds")
 ALSO_MEASURES = ("train", "quality", "cost")
 # The `[slurm]` table's keys: the `--slurm-KEY` flags' names and types.
 SLURM_KEYS: dict[str, tuple[type, str]] = {
@@ -188,9 +194,13 @@ def _check_also(where: str, table: Mapping[str, object]) -> None:
     for m in measures:
         if m not in ALSO_MEASURES:
             raise PresetError(f"{where}: measurement {m!r}; valid: {', '.join(ALSO_MEASURES)}")
-    draws = table.get("draws", 2)
-    if not isinstance(draws, int) or isinstance(draws, bool) or draws < 2:
-        raise PresetError(f"{where}: 'draws' must be an integer >= 2, got {draws!r}"[:200])
+    for key, least in (("draws", 2), ("seeds", 1)):
+        value = table.get(key, least)
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise PresetError(f"{where}: {key!r} must be an integer >= {least}, got {value!r}"
+                              [:200])  # fmt: skip
+    if not isinstance(table.get("optional", False), bool):
+        raise PresetError(f"{where}: 'optional' must be true or false")
     grids = table.get("grids", {})
     if not isinstance(grids, dict) or not all(isinstance(g, dict) for g in grids.values()):
         raise PresetError(f"{where}: 'grids' must be a table of parameter grids by estimator")
@@ -243,7 +253,8 @@ def _also(table: Mapping[str, Any]) -> Group:
     """An `[[also]]` table (checked) as a group: its estimators, then its grids' specs."""
     specs = [*table.get("estimators", []), *grid_specs(table.get("grids", {}))]
     return Group(tuple(table["tasks"]), tuple(dict.fromkeys(specs)), tuple(table["measure"]),
-                 table.get("draws"))  # fmt: skip
+                 table.get("draws"), bool(table.get("optional", False)),
+                 table.get("seeds"))  # fmt: skip
 
 
 def grid_specs(grids: Mapping[str, Mapping[str, Sequence[object]]]) -> list[str]:

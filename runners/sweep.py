@@ -23,9 +23,9 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Mapping
-from dataclasses import asdict, astuple, dataclass
+from dataclasses import asdict, astuple, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy
 import pandas as pd
@@ -52,15 +52,26 @@ from runners.cells import MEASUREMENTS, TUNE_SEED, Cell, Executor, LocalExecutor
 from runners.listing import listing
 from runners.presets import Group, PresetError, load_preset
 from runners.progress import Progress
-from tasks import Task, TaskError, get_task
+from tasks import DataMissing, Task, TaskError, get_task
 from tasks.boundary import Interrupted, Parser, run_command
 from tasks.data import DataSource
 
 USER_ERRORS = (
     EstimatorError, TaskError, PresetError, DeviceError, results.ResultsError, StudyError,
 )  # fmt: skip
-GROUP_FIELDS = ("tasks", "estimators", "measure", "draws")
+GROUP_FIELDS = ("tasks", "estimators", "measure", "draws", "optional", "seeds")
 SELECTION = ("preset", "tasks", "estimators", "seeds", "measure", "steps", "seconds", "draws")
+
+
+class Planned(NamedTuple):
+    """A task and estimator spec's measurements, quality draws (None: the sweep's) and seed
+    count by measurement."""
+
+    task: str
+    spec: str
+    measure: tuple[str, ...]
+    draws: int | None
+    seeds: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -82,21 +93,25 @@ class SweepConfig:
     also: tuple[Group, ...] = ()  # runs beyond the cross (`runners.presets.Preset.also`)
     studies: tuple[str, ...] = ()  # study specs run into the folder after the cells
 
-    def runs(self) -> list[tuple[str, str, tuple[str, ...], int | None]]:
-        """(task, estimator spec, measurements, quality draws or None for the sweep's) of the
-        cross, then of each `also` group; a pair named twice is run once, for the measurements
-        of both (its quality cells at the draws of the first group that measures quality)."""
+    def runs(self) -> list[Planned]:
+        """What runs of each task and estimator spec: the cross's, then each `also` group's; a
+        pair named twice is run once, for the measurements of both, each at the larger seed
+        count of the groups measuring it, its quality cells at the draws of the first group that
+        measures quality."""
         groups = [Group(self.tasks, self.estimators, self.measure), *self.also]
-        found: dict[tuple[str, str], list[str]] = {}
-        draws: dict[tuple[str, str], int | None] = {}
+        found: dict[tuple[str, str], Planned] = {}
         for g in groups:
-            for task in g.tasks:
-                for spec in g.estimators:
-                    have = found.setdefault((task, spec), [])
-                    if "quality" in g.measure and "quality" not in have:
-                        draws[(task, spec)] = g.draws
-                    have += [m for m in g.measure if m not in have and m != "scaling"]
-        return [(t, s, tuple(m), draws.get((t, s))) for (t, s), m in found.items()]
+            for pair in ((task, spec) for task in g.tasks for spec in g.estimators):
+                had = found.get(pair, Planned(*pair, (), None, {}))
+                first = "quality" in g.measure and "quality" not in had.measure
+                added = tuple(m for m in g.measure if m not in had.measure and m != "scaling")
+                seeds = dict(had.seeds)
+                for m in had.measure + added:
+                    if m in g.measure:
+                        seeds[m] = max(seeds.get(m, 0), g.seeds or self.seeds)
+                found[pair] = Planned(*pair, had.measure + added, g.draws if first else had.draws,
+                                      seeds)  # fmt: skip
+        return list(found.values())
 
     def all_tasks(self) -> tuple[str, ...]:
         """Every task a cell runs on: the cross's, then the `also` groups'."""
@@ -134,10 +149,13 @@ class SweepConfig:
 def _group(g: Group | SweepConfig | Mapping[str, Any]) -> Group:
     """The group with canonical task names and estimator specs (a manifest stores groups as
     objects of lists)."""
-    fields = g if isinstance(g, Mapping) else {f: getattr(g, f) for f in GROUP_FIELDS}
+    fields: Mapping[str, Any] = (
+        g if isinstance(g, Mapping) else {f: getattr(g, f, None) for f in GROUP_FIELDS}
+    )
     tasks = tuple(dict.fromkeys(get_task(t).name for t in fields["tasks"]))
     specs = tuple(dict.fromkeys(make_estimator(s).spec for s in fields["estimators"]))
-    return Group(tasks, specs, tuple(fields["measure"]), fields.get("draws"))
+    return Group(tasks, specs, tuple(fields["measure"]), fields.get("draws"),
+                 bool(fields.get("optional", False)), fields.get("seeds"))  # fmt: skip
 
 
 def parser() -> Parser:
@@ -190,18 +208,43 @@ def resolve(args: argparse.Namespace) -> SweepConfig:
         data_root=str(args.data_root) if args.data_root else None,
         download=args.download,
         scaling=preset.scaling,
-        also=() if chosen else preset.also,
+        also=() if chosen else at_hand(preset.also, DataSource(args.data_root, args.download)),
         studies=() if chosen else preset.studies,
     ).validated()
+
+
+def at_hand(groups: tuple[Group, ...], source: DataSource) -> tuple[Group, ...]:
+    """The groups with each optional group's tasks whose data sets are absent left out (a
+    group left with none is dropped), each left out task said in one line."""
+    kept = []
+    for g in groups:
+        tasks = g.tasks
+        if g.optional:
+            absent = [t for t in g.tasks if _absent(t, source)]
+            tasks = tuple(t for t in g.tasks if t not in absent)
+            if absent:
+                print(f"left out (data absent; an optional [[also]] group): {', '.join(absent)}")
+        if tasks:
+            kept.append(replace(g, tasks=tasks))
+    return tuple(kept)
+
+
+def _absent(task: str, source: DataSource) -> bool:
+    """Whether `task`'s data set is absent from `source` (unreadable data is still an error)."""
+    try:
+        get_task(task).load(source)
+    except DataMissing:
+        return True
+    return False
 
 
 def first_stage(config: SweepConfig) -> list[Cell]:
     """Cells that depend on nothing: quality, cost, scaling, (when tuning) the rate grid, and
     the studies last."""
     cells = []
-    for task, spec, measure, draws in config.runs():
+    for task, spec, measure, draws, seeds in config.runs():
         if "quality" in measure:
-            cells += [Cell(task, spec, s, "quality", draws=draws) for s in range(config.seeds)]
+            cells += [Cell(task, spec, s, "quality", draws=draws) for s in range(seeds["quality"])]
         if "cost" in measure:
             cells.append(Cell(task, spec, 0, "cost"))
         if "train" in measure and config.tune:
@@ -216,9 +259,9 @@ def second_stage(config: SweepConfig, rates: dict[tuple[str, str], float | None]
     """Training cells at each estimator's chosen rate."""
     return [
         Cell(task, spec, s, "train", rates.get((task, spec)))
-        for task, spec, measure, _ in config.runs()
+        for task, spec, measure, _, seeds in config.runs()
         if "train" in measure
-        for s in range(config.seeds)
+        for s in range(seeds["train"])
     ]
 
 
@@ -228,7 +271,7 @@ def chosen_rates(config: SweepConfig, out: Path) -> dict[tuple[str, str], float 
         return {}
     tuning = pd.read_csv(out / "tuning.csv", keep_default_na=False, na_values=["nan"])
     rates: dict[tuple[str, str], float | None] = {}
-    for task, spec, measure, _ in config.runs():
+    for task, spec, measure, _, _ in config.runs():
         if "train" in measure:
             runs = {
                 float(str(lr)): rows.to_dict("records")

@@ -1,7 +1,7 @@
 """Tasks: model factory, data, loss, target accuracy and budget, as data."""
 
 from tasks.catalog import TASKS, get_task
-from tasks.errors import DataError, TaskError
+from tasks.errors import DataError, DataMissing, TaskError
 from tasks.task import Task
 
-__all__ = ["TASKS", "DataError", "Task", "TaskError", "get_task"]
+__all__ = ["TASKS", "DataError", "DataMissing", "Task", "TaskError", "get_task"]

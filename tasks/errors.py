@@ -7,3 +7,8 @@ class TaskError(ValueError):
 
 class DataError(TaskError):
     """A data set that cannot be found or read where the user pointed."""
+
+
+class DataMissing(DataError):
+    """A data set absent where the user pointed (no --data-root, no such folder, files not
+    there), as opposed to one present but unreadable."""

@@ -396,9 +396,9 @@ PRESETS = [
         "sweep",
         preset(
             GOOD_PRESET + '[[also]]\ntasks = ["mlp-diabetes"]\nestimators = ["backprop"]\n'
-            'measure = ["train"]\nseeds = 2\n'
+            'measure = ["train"]\nsteps = 2\n'
         ),
-        "[[also]] table 1: unknown key 'seeds'; valid: tasks, estimators, measure, grids",
+        "[[also]] table 1: unknown key 'steps'; valid: tasks, estimators, measure, grids, draws",
     ),
     Case(
         "preset also table without tasks",
@@ -414,6 +414,24 @@ PRESETS = [
             'measure = ["quality"]\ndraws = 1\n'
         ),
         "[[also]] table 1: 'draws' must be an integer >= 2, got 1",
+    ),
+    Case(
+        "preset also table with no seed",
+        "sweep",
+        preset(
+            GOOD_PRESET + '[[also]]\ntasks = ["mlp-diabetes"]\nestimators = ["backprop"]\n'
+            'measure = ["train"]\nseeds = 0\n'
+        ),
+        "[[also]] table 1: 'seeds' must be an integer >= 1, got 0",
+    ),
+    Case(
+        "preset also table optional not bool",
+        "sweep",
+        preset(
+            GOOD_PRESET + '[[also]]\ntasks = ["mlp-mnist"]\nestimators = ["backprop"]\n'
+            'measure = ["train"]\noptional = "yes"\n'
+        ),
+        "[[also]] table 1: 'optional' must be true or false",
     ),
     Case(
         "preset also table naming no setting",

@@ -232,3 +232,67 @@ def test_tasks_estimators_or_measure_flags_drop_the_groups_and_studies(tmp_path:
         assert [c.key for c in first_stage(config) + second_stage(config, {})] == [
             "train/mlp-diabetes/backprop/seed=0"
         ]
+
+
+OPTIONAL_PRESET = (
+    preset_text()
+    + """
+[[also]]
+tasks = ["mlp-mnist", "mlp-breast-cancer"]
+estimators = ["backprop"]
+measure = ["train"]
+optional = true
+"""
+)
+
+
+def test_an_optional_group_leaves_out_tasks_whose_data_is_absent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --data-root the MNIST task of an optional group is left out (one line says so)
+    and the embedded one stays; with the (stand-in) files under --data-root both run; a group
+    that is not optional stops the sweep with the usual one-line data error."""
+    from runners.sweep import parser, resolve, second_stage
+
+    path = tmp_path / "optional.toml"
+    path.write_text(OPTIONAL_PRESET)
+    bare = resolve(parser().parse_args(["--preset", str(path)]))
+    assert bare.also[0].tasks == ("mlp-breast-cancer",)
+    assert (
+        "left out (data absent; an optional [[also]] group): mlp-mnist" in capsys.readouterr().out
+    )
+    write_all(tmp_path / "data")
+    given = resolve(parser().parse_args(["--preset", str(path), "--data-root",
+                                         str(tmp_path / "data")]))  # fmt: skip
+    assert given.also[0].tasks == ("mlp-mnist", "mlp-breast-cancer")
+    assert {c.task for c in second_stage(given, {})} == {"mlp-diabetes", "mlp-mnist",
+                                                         "mlp-breast-cancer"}  # fmt: skip
+    path.write_text(OPTIONAL_PRESET.replace("optional = true\n", ""))
+    assert main(["--preset", str(path), "--out", str(tmp_path / "out"), "--no-reports"]) == 2
+    assert capsys.readouterr().err == (
+        "error: MNIST needs --data-root (a folder that holds it, or where to put it with "
+        "--download)\n"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_pair_named_twice_runs_each_measurement_at_its_groups_seeds_and_draws(
+    tmp_path: Path,
+) -> None:
+    """backprop on mlp-diabetes: trained at the cross's 1 seed, measured for quality at the
+    group's 3 seeds and 5 draws; the group's train seeds (2) raise the cross's for training."""
+    from runners.sweep import first_stage, parser, resolve, second_stage
+
+    path = tmp_path / "seeds.toml"
+    path.write_text(preset_text() + '[[also]]\ntasks = ["mlp-diabetes"]\nestimators = '
+                    '["backprop"]\nmeasure = ["quality"]\nseeds = 3\ndraws = 5\n')  # fmt: skip
+    config = resolve(parser().parse_args(["--preset", str(path)]))
+    cells = first_stage(config) + second_stage(config, {})
+    assert [(c.measure, c.seed, c.draws) for c in cells] == [
+        ("quality", 0, 5), ("quality", 1, 5), ("quality", 2, 5), ("train", 0, None)
+    ]  # fmt: skip
+    path.write_text(path.read_text().replace('["quality"]', '["train"]').replace("3", "2"))
+    config = resolve(parser().parse_args(["--preset", str(path)]))
+    assert [c.key for c in second_stage(config, {})] == [
+        "train/mlp-diabetes/backprop/seed=0", "train/mlp-diabetes/backprop/seed=1"
+    ]  # fmt: skip

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks.data.splits import CHANNELS, DataSource, Splits, make_splits
-from tasks.errors import DataError
+from tasks.errors import DataError, DataMissing
 
 IDX_FILES = (
     "train-images-idx3-ubyte",
@@ -30,23 +30,23 @@ CIFAR_TEST = "test_batch"
 def _root(source: DataSource, name: str) -> Path:
     """The data root; created when downloading, `DataError` when unset or missing otherwise."""
     if source.root is None:
-        raise DataError(
+        raise DataMissing(
             f"{name} needs --data-root (a folder that holds it, or where to put it with --download)"
         )
     root = Path(source.root)
     if source.download:
         root.mkdir(parents=True, exist_ok=True)
     elif not root.exists():
-        raise DataError(
+        raise DataMissing(
             f"data root {root} does not exist; pass --download to fetch {name} into it, "
             "or point --data-root at a folder that holds it"
         )
     return root
 
 
-def _missing(name: str, folder: Path, files: Sequence[str]) -> DataError:
+def _missing(name: str, folder: Path, files: Sequence[str]) -> DataMissing:
     """The error for `files` of data set `name` absent from `folder`."""
-    return DataError(
+    return DataMissing(
         f"{name} not found: {folder} lacks {', '.join(files)}; pass --download to fetch it, "
         "or point --data-root at a folder that holds it"
     )
