@@ -75,6 +75,13 @@ def paired(a: dict[int, float], b: dict[int, float], scale: float = 1.0) -> Esti
     return mean_interval([a[s] - scale * b[s] for s in common]) if common else None
 
 
+def validation_size(res: Results, task: str) -> int | None:
+    """The task's validation examples, from the manifest (None in folders written before it
+    said)."""
+    value = res.task_info(task, "n_val")
+    return None if value is None else int(value)
+
+
 def cosine(row: Mapping[str, Any]) -> Estimate:
     """A `quality_at_end` row's cosine: median over seeds, the envelope of the seeds' intervals."""
     return Estimate(float(row["cosine"]), float(row["cosine_lo"]), float(row["cosine_hi"]),

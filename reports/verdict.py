@@ -48,6 +48,23 @@ def mean_interval(values: Sequence[float]) -> Estimate:
     return Estimate(mean, mean - half, mean + half, seeds(len(array)))
 
 
+def accuracy_difference(diffs: Sequence[float], n_val: int | None) -> Estimate:
+    """Mean of per-seed differences of two accuracies on one validation set of `n_val` examples,
+    with a 95% interval that counts both noises: the Student-t half-width over the seeds and,
+    added in quadrature, the validation set's sampling error at its smallest (the set is the
+    same for every seed, so averaging seeds does not shrink it). A difference d means at least
+    |d| n_val examples classified differently; with that fewest, McNemar's standard error of d
+    is sqrt((|d| - d²) / n_val), taken ×1.96. Without `n_val`, the seeds' interval alone."""
+    est = mean_interval(diffs)
+    if n_val is None or not math.isfinite(est.value):
+        return est
+    d = min(abs(est.value), 1.0)
+    sampling = 1.96 * math.sqrt((d - d * d) / n_val)
+    half = math.hypot(est.value - est.lo, sampling)
+    return Estimate(est.value, est.value - half, est.value + half,
+                    f"{est.basis}, {n_val} validation examples")  # fmt: skip
+
+
 def seeds(n: int) -> str:
     """ "1 seed", "3 seeds"."""
     return f"{n} seed" if n == 1 else f"{n} seeds"

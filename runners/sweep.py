@@ -54,7 +54,7 @@ from runners.presets import Group, PresetError, load_preset
 from runners.progress import Progress
 from tasks import DataMissing, Task, TaskError, get_task
 from tasks.boundary import Interrupted, Parser, run_command
-from tasks.data import DataSource
+from tasks.data import DataSource, Splits
 
 USER_ERRORS = (
     EstimatorError, TaskError, PresetError, DeviceError, results.ResultsError, StudyError,
@@ -296,13 +296,15 @@ def environment(device: torch.device, threads: int) -> dict[str, Any]:
     }
 
 
-def task_record(task: Task, config: SweepConfig, n_train: int) -> dict[str, Any]:
-    """What the manifest says of a task: size, data, target and the budget actually used."""
+def task_record(task: Task, config: SweepConfig, data: Splits) -> dict[str, Any]:
+    """What the manifest says of a task: size, data (its training and validation examples),
+    target and the budget actually used."""
     steps, seconds = astuple(budget(task, config.steps, config.seconds))
     return {
         "n_params": task.n_params,
         "dataset": task.dataset,
-        "n_train": n_train,
+        "n_train": len(data.x_train),
+        "n_val": len(data.x_val),
         "target_acc": task.target_acc,
         "target_note": task.target_note,
         "steps": steps,
@@ -396,7 +398,7 @@ def sweep(args: argparse.Namespace) -> int:
             environment=environment(device, threads) | precision | executors.describe(executor),
             started=manifest.get("started") or _now(),
             finished=None,
-            tasks={n: task_record(t, config, len(ctx.data(t).x_train)) for n, t in tasks.items()},
+            tasks={n: task_record(t, config, ctx.data(t)) for n, t in tasks.items()},
         )
         training = _run_all(config, ctx, out, manifest, done, executor)
     except Interrupted as exc:

@@ -44,10 +44,11 @@ def write(folder: Path, file: str, rows: list[dict]) -> None:
     pd.DataFrame(rows, columns=list(columns)).to_csv(folder / file, index=False, na_rep="nan")
 
 
-def manifest(folder: Path, tasks: list[str]) -> None:
-    """A manifest with every task's target validation accuracy 0.9."""
-    manifest = {"config": {"tasks": tasks}, "cells": {},
-                "tasks": {t: {"target_acc": 0.9, "batch_size": 10} for t in tasks}}  # fmt: skip
+def manifest(folder: Path, tasks: list[str], n_val: int | None = None) -> None:
+    """A manifest with every task's target validation accuracy 0.9 (and `n_val` validation
+    examples when given; unsaid, as in folders written before the manifest said)."""
+    info = {"target_acc": 0.9, "batch_size": 10} | ({} if n_val is None else {"n_val": n_val})
+    manifest = {"config": {"tasks": tasks}, "cells": {}, "tasks": {t: info for t in tasks}}
     (folder / "manifest.json").write_text(json.dumps(manifest))
 
 

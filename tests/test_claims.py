@@ -23,6 +23,7 @@ from reports.verdict import (
     Check,
     Claim,
     Estimate,
+    accuracy_difference,
     all_of,
     any_of,
     beats,
@@ -30,7 +31,7 @@ from reports.verdict import (
     verdict,
     within,
 )
-from tests.claim_results import manifest, run, write, write_results
+from tests.claim_results import TASKS, manifest, run, write, write_results
 
 PRESET = "python -m runners.sweep --preset claims"
 Sentences = dict[str, tuple[str, str]]
@@ -61,6 +62,33 @@ def test_claim_1a_holds_with_the_paired_difference_and_its_t_interval(
     assert "vit-digits: accuracy difference 0.105 [0.0926, 0.117] (3 seeds) (for)" in text
     assert "mlp-mnist1d" not in text  # the claim is on a ViT
     assert "Verdict: holds." in text and "2511.05187" in text
+
+
+def test_accuracy_differences_count_the_validation_sets_sampling_error() -> None:
+    """One example of 89 better in every seed: the seeds alone give a zero-width interval, the
+    validation set's fewest-discordant McNemar error 1.96 sqrt((d - d²) / 89) = 0.0219 does not
+    decide; a clear gain on 1000 examples still does (seeds 0.0124, sampling 0.019)."""
+    one = 1 / 89
+    alone = accuracy_difference([one] * 3, None)
+    assert alone.lo == pytest.approx(one) and alone.hi == pytest.approx(one)
+    counted = accuracy_difference([one] * 3, 89)
+    assert counted.text() == "0.0112 [-0.0107, 0.0331] (3 seeds, 89 validation examples)"
+    clear = accuracy_difference([0.1, 0.105, 0.11], 1000)
+    assert clear.text() == "0.105 [0.0823, 0.128] (3 seeds, 1000 validation examples)"
+    assert accuracy_difference([0.0, 0.0], 50).hi == 0.0  # no difference, no discordance needed
+
+
+def test_claim_1a_widens_with_the_validation_set_the_manifest_records(
+    results: Path, tmp_path: Path
+) -> None:
+    for file in results.iterdir():
+        if file.is_file():
+            (tmp_path / file.name).write_bytes(file.read_bytes())
+    manifest(tmp_path, TASKS, n_val=100)
+    word, text = _sentences(tmp_path)["Claim 1a"]
+    # seeds' half 0.0124 and 1.96 sqrt((0.105 - 0.105²) / 100) = 0.0601: hypot 0.0614
+    assert "vit-digits: accuracy difference 0.105 [0.0436, 0.166] (3 seeds, 100 validation " in text
+    assert word == "holds"
 
 
 def test_claim_1b_holds_below_break_even_with_no_gain(sentences: Sentences) -> None:
@@ -111,10 +139,11 @@ def test_claim_2_holds_at_both_widths_and_the_gap_grows(sentences: Sentences) ->
     assert "width=512: fg-wperp minus fg-wt 0.6 [0.501, 0.699] (3 seeds)" in text  # sd 0.04
     word, text = sentences["Claim 2b"]
     assert word == "holds"
-    # gaps over fg-wt 0.28, 0.3, 0.32 and 0.56, 0.6, 0.64: growth 0.28, 0.3, 0.32
+    # gaps over fg-wt 0.28, 0.3, 0.32 and 0.56, 0.6, 0.64 two doublings apart: slopes 0.14,
+    # 0.15, 0.16 per doubling, 0.15 ± 4.303 x 0.01 / sqrt(3) = 0.0248
     assert (
-        "mlp-mnist1d: gap over fg-wt 0.3 at width 128, over fg-wt 0.6 at width 512, growth 0.3 "
-        "[0.25, 0.35] (3 seeds) (for)" in text
+        "mlp-mnist1d: gap 0.3 over fg-wt at width 128, 0.6 over fg-wt at width 512; slope per "
+        "doubling 0.15 [0.125, 0.175] (3 seeds) (for)" in text
     )
 
 

@@ -41,6 +41,7 @@ def test_sweep_writes_train_csv_and_manifest(tmp_path: Path) -> None:
     assert len(finals) == 4 and set(finals["step"]) == {30}
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["tasks"]["mlp-diabetes"]["n_params"] == get_task("mlp-diabetes").n_params
+    assert manifest["tasks"]["mlp-diabetes"]["n_val"] == 89  # 20% of sklearn's 442
     assert manifest["finished"] is not None
     assert manifest["environment"]["torch"] == torch.__version__
     assert {c["status"] for c in manifest["cells"].values()} == {"done"}
