@@ -38,7 +38,13 @@ from reports.style import (
     save,
 )
 from reports.sweeps import along_option
-from reports.widths import finals
+from reports.widths import (
+    finals,
+    legend_short,
+    mark_short,
+    short_of_budget,
+    short_sentence,
+)
 from tasks.spec import NONE, parse_options
 
 PREDICTED = "cv-predicted"
@@ -63,7 +69,8 @@ WIDTH_QUESTION = (
 WIDTH_SOURCE = (
     "train.csv, the last eval of each run (diverged runs left out), tasks named with `width=` at "
     f"two or more widths, estimators {', '.join(f'{e} ({n})' for e, n in GUESSES.items())}; "
-    "points: mean over seeds, bars: ± one standard error; the sweep records validation accuracy, "
+    "points: mean over seeds, bars: ± one standard error, x: a seed's run cut short by the "
+    "wall-clock cap (the paper compares at equal steps); the sweep records validation accuracy, "
     "not the paper's training accuracy. Compared with 95% Student-t intervals over seeds."
 )
 
@@ -163,11 +170,12 @@ def cv_figure(res: Results, style: Style, out: Path) -> Section:
     return Section(CV_TITLE, CV_QUESTION, CV_SOURCE, save(fig, out, "paper-ciosek-fig1"), findings)
 
 
-def width_panel(ax: Axes, base: str, rows: pd.DataFrame, style: Style) -> list[str]:
+def width_panel(ax: Axes, base: str, rows: pd.DataFrame, res: Results, style: Style) -> list[str]:
     """Draw one base task's guesses against width (`rows`: final evals with a `width`
-    column); sentences comparing W-perp with each other guess at the smallest and largest
-    width."""
+    column), an x where a cap cut runs short; sentences comparing W-perp with each other guess
+    at the smallest and largest width, and naming the runs cut short."""
     findings: list[str] = []
+    short = short_of_budget(rows, res)
     widths = sorted(rows["width"].unique())
     at: dict[str, dict[float, tuple[float, float, float]]] = {}
     order = list(GUESSES)  # the paper's legend order
@@ -185,6 +193,7 @@ def width_panel(ax: Axes, base: str, rows: pd.DataFrame, style: Style) -> list[s
             label=label,
             color=style.colour(style.label(str(est), str(params))),
         )
+        mark_short(ax, g, short, "val_acc", style.colour(style.label(str(est), str(params))))
         acc = g.groupby("width")["val_acc"].agg(list)
         at[label] = {float(w): _stat(v) for w, v in zip(acc.index, acc, strict=True)}
     log_axis(ax, "x", base=2)
@@ -199,7 +208,9 @@ def width_panel(ax: Axes, base: str, rows: pd.DataFrame, style: Style) -> list[s
             if w in at[mine] and others:
                 parts = [_compare(mine, at[mine][w], o, at[o][w]) for o in others]
                 findings.append(f"On {base} at width {fmt(w)}: {'; '.join(parts)}.")
-    return findings
+    legend_short(ax, short)
+    cut = short_sentence(base, rows, res, style)
+    return findings + ([cut] if cut is not None else [])
 
 
 def width_figure(res: Results, style: Style, out: Path) -> Section:
@@ -219,7 +230,7 @@ def width_figure(res: Results, style: Style, out: Path) -> Section:
     fig, axes = new_figure(len(bases), width=5.0, height=3.6)
     findings: list[str] = []
     for ax, base in zip(axes, bases, strict=True):
-        findings += width_panel(ax, base, sweep[sweep["base"] == base], style)
+        findings += width_panel(ax, base, sweep[sweep["base"] == base], res, style)
     figure_legend(fig, axes, cols=2)
     files = save(fig, out, "paper-wang-fig2")
     return Section(WIDTH_TITLE, WIDTH_QUESTION, WIDTH_SOURCE, files, findings)

@@ -212,10 +212,17 @@ def scale(res: Results) -> str:
         tasks.append(f"{task} ({int(n):,} parameters)" if n is not None else task)
     env = res.manifest.get("environment", {})
     device = env.get("device_name", env.get("device", "an unrecorded device"))
-    seeds = res.manifest.get("config", {}).get("seeds")
-    each = f"{seeds} seed{'' if seeds == 1 else 's'}"
+    counts = [n for df in res.frames.values() if "seed" in df.columns
+              for n in df.groupby(KEYS)["seed"].nunique()]  # fmt: skip
+    low, high = (min(counts), max(counts)) if counts else (None, None)
+    if low is None:
+        each = "seeds unrecorded"
+    elif low == high:
+        each = f"{low} seed{'' if low == 1 else 's'} each"
+    else:
+        each = f"{low} to {high} seeds a setting"
     return (f"measured on {len(tasks)} task{'' if len(tasks) == 1 else 's'}, {'; '.join(tasks)}, "
-            f"on {device} with {each} each; a ranking at this scale need not hold for larger "
+            f"on {device} with {each}; a ranking at this scale need not hold for larger "
             "models")  # fmt: skip
 
 

@@ -59,12 +59,14 @@ def _train(seeds: int = 3) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(COLUMNS["train.csv"]))
 
 
-def _folder(root: Path, train: pd.DataFrame) -> Path:
+def _folder(root: Path, train: pd.DataFrame, budgets: dict[str, dict] | None = None) -> Path:
+    """A results folder of `train`; `budgets`: task -> its manifest steps and seconds."""
     folder = root / "results"
     folder.mkdir()
     tasks = list(dict.fromkeys(train["task"]))
     manifest = {"config": {"tasks": tasks, "seeds": 3}, "environment": {}, "cells": {},
-                "tasks": {t: {"target_acc": 0.99} for t in tasks}}  # fmt: skip
+                "tasks": {t: {"target_acc": 0.99, **(budgets or {}).get(t, {})}
+                          for t in tasks}}  # fmt: skip
     (folder / "manifest.json").write_text(json.dumps(manifest))
     train.to_csv(folder / "train.csv", index=False)
     return folder
@@ -107,12 +109,14 @@ def test_one_seed_draws_no_band_width_and_states_no_difference() -> None:
     assert "not distinguishable" in finding and "[-, -]" in finding and "; 1 seed)" in finding
 
 
-def test_wang_figure_has_one_line_per_guess_against_width() -> None:
+def test_wang_figure_has_one_line_per_guess_against_width(tmp_path: Path) -> None:
     train = _train()
     guesses = train[train["estimator"].isin(["fg-wt", "fg-wperp", "fg-activity"])]
     sweep = along_option(finals(guesses), "width")
     _fig, (ax,) = new_figure(1)
-    findings = width_panel(ax, "mlp-x", sweep, _style(train))
+    res = load_results(_folder(tmp_path, train, {"mlp-x:width=32": {"steps": 10}}))
+    findings = width_panel(ax, "mlp-x", sweep, res, _style(train))
+    assert len(findings) == 2  # every run made its 10-step budget: none cut short
     assert ax.get_xlabel() == "hidden width (units per layer)"
     assert ax.get_ylabel() == "final validation accuracy"
     assert ax.get_xscale() == "log" and list(ax.get_xticks()) == [32, 128]
@@ -128,6 +132,28 @@ def test_wang_figure_has_one_line_per_guess_against_width() -> None:
     assert "isotropic guess (fg-activity) 0.41 [0.385, 0.435]: higher" in findings[0]
     assert "width 128: W-perp guess (fg-wperp) 0.81 [0.785, 0.835] against W^T guess (fg-wt) " \
         "0.51 [0.485, 0.535]: higher, the 95% intervals apart" in findings[1]  # fmt: skip
+
+
+def test_wang_figure_marks_and_names_the_runs_a_cap_cut_short(tmp_path: Path) -> None:
+    """At width 128 the runs end at step 10 of a 40-step budget (a 4 s cap): each guess gets an
+    x there, the legend says what x means, and one finding names them with the median step."""
+    train = _train()
+    guesses = train[train["estimator"].isin(["fg-wt", "fg-wperp", "fg-activity"])]
+    sweep = along_option(finals(guesses), "width")
+    budgets = {"mlp-x:width=32": {"steps": 10}, "mlp-x:width=128": {"steps": 40, "seconds": 4}}
+    res = load_results(_folder(tmp_path, train, budgets))
+    _fig, (ax,) = new_figure(1)
+    findings = width_panel(ax, "mlp-x", sweep, res, _style(train))
+    marks = [line for line in ax.get_lines() if line.get_marker() == "x" and len(line.get_xdata())]
+    assert sorted(float(line.get_xdata()[0]) for line in marks) == [128.0] * 3
+    assert "cut short by the cap" in ax.get_legend_handles_labels()[1]
+    assert findings[-1] == (
+        "On mlp-x, cut short by the wall-clock cap before the step budget (median last step of "
+        "those seeds; x marks the point): fg-activity at width 128 (3 of 3 seeds, step 10 of 40, "
+        "4 s cap), fg-wperp at width 128 (3 of 3 seeds, step 10 of 40, 4 s cap), fg-wt at width "
+        "128 (3 of 3 seeds, step 10 of 40, 4 s cap). Those points are the accuracy reached "
+        "within the cap, not after the budget."
+    )
 
 
 def test_report_draws_both_figures_and_skips_without_the_runs(tmp_path: Path) -> None:

@@ -18,8 +18,8 @@ import pytest
 
 from measurements.schema import COLUMNS
 from reports import build_reports
-from reports.load import load_results
-from reports.ranking import TAU_MAX, mse_ranking, profile_score, time_ranking
+from reports.load import Results, load_results
+from reports.ranking import TAU_MAX, mse_ranking, profile_score, scale, time_ranking
 from reports.style import Style
 
 INF = math.inf
@@ -183,3 +183,14 @@ def test_mse_ranking_is_the_geometric_mean_over_tasks_and_checkpoints(tmp_path: 
     lead = build_reports(res.folder, tmp_path / "report").read_text().split("\n\n")[1]
     assert "95% intervals), svd-subspace ranks first with 1 [0.775, 1.22], apart" in lead
     assert f"tau_max = {TAU_MAX:g}" in lead and "Both rankings are measured on 2 tasks" in lead
+
+
+def test_the_scale_says_the_seeds_each_setting_has(tmp_path: Path) -> None:
+    """3 seeds of backprop and 1 of another setting: "1 to 3 seeds a setting", not the
+    configuration's seed count."""
+    train = pd.DataFrame({"task": ["a"] * 4, "estimator": ["backprop"] * 3 + ["x"],
+                          "params": ["-"] * 4, "seed": [0, 1, 2, 0]})  # fmt: skip
+    manifest = {"config": {"tasks": ["a"], "seeds": 10}, "tasks": {"a": {"n_params": 5}}}
+    text = scale(Results(tmp_path, manifest, {"train.csv": train}))
+    assert "measured on 1 task, a (5 parameters), on an unrecorded device with 1 to 3 seeds a " \
+        "setting;" in text  # fmt: skip
