@@ -4,8 +4,10 @@ Neural Network Training Algorithms", 2023; Dolan and Moré, 2002).
 For each task, each estimator setting's time to target (median over seeds, a seed that never
 reached the target counting as infinite) is divided by the fastest setting's on that task; the
 profile rho(tau) is the fraction of tasks on which that ratio is at most tau. A setting that
-never reached the target on a task, or was not run on it, never counts on that task. Settings
-that reach no task's target are named in one finding instead of drawn as lines along 0.
+never reached the target on a task, or was not run on it, never counts on that task. A task
+on which no setting reached the target says nothing about relative speed: it is left out of the
+profile (as Dolan and Moré leave out problems no solver solves) and named. Settings that reach
+no task's target are named in one finding instead of drawn as lines along 0.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ QUESTION = (
 SOURCE = (
     "train.csv with each task's target from manifest.json: time to target per setting and task "
     "(median over seeds, never reached = ∞), divided by the fastest setting's on that task; "
-    "rho(tau) = fraction of the tasks in the results with that ratio <= tau."
+    "rho(tau) = fraction of the tasks with that ratio <= tau, over the tasks where some setting "
+    "reached the target."
 )
 
 LINES = ("-", "--", "-.", ":")
@@ -38,13 +41,28 @@ TICKS = (1, 1.5, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000, 1e4, 1e5, 1e6)
 
 
 def ratios(reach: pd.DataFrame, style: Style) -> pd.DataFrame:
-    """Tasks x setting labels: time to target over the task's fastest (inf: never / not run)."""
+    """Tasks x setting labels: time to target over the task's fastest (inf: never / not run);
+    only tasks where some setting reached the target (`unreached` names the others)."""
     reach = reach.assign(label=[style.label(e, p) for e, p in
                                 zip(reach["estimator"], reach["params"], strict=True)])  # fmt: skip
     table = reach.pivot(index="task", columns="label", values="seconds_median")
     table = table[[label for label in style.labels.values() if label in table.columns]]
     best = table.min(axis=1)
-    return table.div(best.where(np.isfinite(best)), axis=0).fillna(math.inf)
+    reached = np.isfinite(best)
+    return table[reached].div(best[reached], axis=0).fillna(math.inf)
+
+
+def unreached(reach: pd.DataFrame) -> list[str]:
+    """The tasks of `reach` (`per_setting` rows) where no setting reached the target in the
+    median over seeds, in order of appearance."""
+    best = reach.groupby("task", sort=False)["seconds_median"].min()
+    return [str(t) for t, v in best.items() if not np.isfinite(v)]
+
+
+def left_out(tasks: list[str]) -> str:
+    """The sentence naming the tasks `ratios` leaves out."""
+    return (f"Left out: {', '.join(tasks)}, where no setting reached the target in the median "
+            "over seeds (no time ratio to compare).")  # fmt: skip
 
 
 def figure(r: pd.DataFrame, style: Style) -> tuple[Figure, list[str]]:
@@ -102,5 +120,7 @@ def build(res: Results, style: Style, out: Path) -> list[Section]:
                      "no setting reached its task's target in the median over seeds")]  # fmt: skip
     fig, findings = figure(r, style)
     tasks = ", ".join(r.index)
+    missing = unreached(per_setting(runs))
+    findings += [left_out(missing)] if missing else []
     return [Section(TITLE, QUESTION, SOURCE + f" Tasks: {tasks}.",
                     save(fig, out, "performance-profile"), findings)]  # fmt: skip

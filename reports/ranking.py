@@ -8,6 +8,7 @@ seed that never reached it counting as infinite) over the fastest setting's is
 score is its normalised area (1 / (TAU_MAX - 1)) * integral_1^TAU_MAX rho(tau) dtau, which is
 the mean over tasks of max(0, TAU_MAX - r) / (TAU_MAX - 1): 1 when fastest on every task, 0 when
 never within TAU_MAX of the fastest (never reaching the target, or not run, is r = infinity).
+A task on which no setting reached the target is left out (it ranks nobody) and named.
 Interval: percentile bootstrap over seeds (`DRAWS` resamples, generator seed `SEED`): within
 each task and setting the runs are drawn with replacement, then medians, ratios and scores are
 recomputed.
@@ -37,7 +38,7 @@ from tabulate import tabulate
 
 from reports.baselines import EXACT
 from reports.load import KEYS, Results
-from reports.profile import ratios
+from reports.profile import left_out, ratios, unreached
 from reports.quality import over_seeds
 from reports.reach import per_setting, runs_to_target
 from reports.section import Section, skip, write_table
@@ -52,8 +53,9 @@ TIME_QUESTION = "Across all tasks, which estimator setting reaches the target so
 TIME_SOURCE = (
     "train.csv with each task's target from manifest.json: per task, time to target (median over "
     "seeds, never reached or not run = ∞) over the fastest setting's (as in the performance "
-    f"profile); score = area under rho(tau) from 1 to tau_max = {fmt(TAU_MAX)}, normalised to "
-    f"[0, 1]; 95% interval: percentile bootstrap over seeds ({DRAWS} resamples, seed {SEED})."
+    f"profile; tasks no setting reached are left out); score = area under rho(tau) from 1 to "
+    f"tau_max = {fmt(TAU_MAX)}, normalised to [0, 1]; 95% interval: percentile bootstrap over "
+    f"seeds ({DRAWS} resamples, seed {SEED})."
 )
 MSE_TITLE = "Table: overall ranking by relative MSE per FLOP"
 MSE_QUESTION = (
@@ -134,10 +136,9 @@ def _geomean(values: pd.Series) -> float:
     return 0.0 if (values <= 0).any() else float(np.exp(np.log(values).mean()))
 
 
-def mse_ranking(res: Results, style: Style) -> list[Ranked] | None:
-    """Inexact settings measured on every task, by rel MSE x FLOP ratio's geometric mean over
-    tasks and checkpoints, lowest first; None without quality and cost rows for two such
-    settings."""
+def _mse_rows(res: Results) -> pd.DataFrame | None:
+    """Inexact settings' quality checkpoints (over seeds) on the tasks with both quality and
+    cost rows, with rel MSE x FLOP ratio (`value`) and its interval ends; None without them."""
     quality, cost = res.frame("quality.csv"), res.frame("cost.csv")
     if quality is None or cost is None:
         return None
@@ -145,9 +146,18 @@ def mse_ranking(res: Results, style: Style) -> list[Ranked] | None:
     flops = cost.groupby(KEYS, sort=False)["flop_ratio"].median().rename("flop").reset_index()
     end = end.merge(flops, on=KEYS)
     end = end[~end["estimator"].isin(EXACT)]
-    end = end.assign(value=end["rel_mse"] * end["flop"],
-                     lo=end["rel_mse_lo"].clip(lower=0) * end["flop"],
-                     hi=end["rel_mse_hi"].clip(lower=0) * end["flop"])  # fmt: skip
+    return end.assign(value=end["rel_mse"] * end["flop"],
+                      lo=end["rel_mse_lo"].clip(lower=0) * end["flop"],
+                      hi=end["rel_mse_hi"].clip(lower=0) * end["flop"])  # fmt: skip
+
+
+def mse_ranking(res: Results, style: Style) -> list[Ranked] | None:
+    """Inexact settings measured on every task with quality and cost rows, by rel MSE x FLOP
+    ratio's geometric mean over tasks and checkpoints, lowest first; None without quality and
+    cost rows for two such settings."""
+    end = _mse_rows(res)
+    if end is None:
+        return None
     n = end["task"].nunique()
     ranked = []
     for (est, params), g in end.groupby(KEYS[1:], sort=False):
@@ -204,10 +214,22 @@ def _findings(ranked: list[Ranked]) -> list[str]:
     return out
 
 
-def scale(res: Results) -> str:
-    """The scale measured: tasks with their parameter counts, the device, the seeds."""
+def ranked_tasks(res: Results, style: Style) -> tuple[list[str], list[str]]:
+    """The tasks each ranking covers: the time ranking's (some setting reached the target) and
+    the MSE ranking's (quality and cost rows), in the results' task order."""
+    runs = runs_to_target(res)
+    timed = set(ratios(per_setting(runs), style).index) if not runs.empty else set()
+    end = _mse_rows(res)
+    mse = set(end["task"]) if end is not None else set()
+    order = res.tasks()
+    return [t for t in order if t in timed], [t for t in order if t in mse]
+
+
+def scale(res: Results, only: list[str] | None = None) -> str:
+    """The scale measured: tasks (`only` these, when given) with their parameter counts, the
+    device, the seeds."""
     tasks = []
-    for task in res.tasks():
+    for task in [t for t in res.tasks() if only is None or t in only]:
         n = res.task_info(task, "n_params")
         tasks.append(f"{task} ({int(n):,} parameters)" if n is not None else task)
     env = res.manifest.get("environment", {})
@@ -230,15 +252,18 @@ def lead(res: Results, style: Style) -> str:
     """The report's first paragraph: the winner of each ranking and the scale measured; empty
     when neither ranking can be made."""
     timed = time_ranking(res, style)
-    return _lead(res, timed[0] if timed else None, mse_ranking(res, style))
+    return _lead(res, style, timed[0] if timed else None, mse_ranking(res, style))
 
 
-def _lead(res: Results, timed: list[Ranked] | None, mse: list[Ranked] | None) -> str:
+def _lead(res: Results, style: Style, timed: list[Ranked] | None, mse: list[Ranked] | None) -> str:
     parts = []
     if timed is not None:
+        missing = unreached(per_setting(runs_to_target(res)))
+        where = (f"; over the tasks some setting reached, not {', '.join(missing)}"
+                 if missing else "")  # fmt: skip
         parts.append("By time to target across tasks (performance-profile score: the area under "
                      f"rho(tau) up to tau_max = {fmt(TAU_MAX)}, 1 = fastest on every task; "
-                     f"bootstrap 95% interval over seeds, seed {SEED}), "
+                     f"bootstrap 95% interval over seeds, seed {SEED}{where}), "
                      f"{winner(timed)}.")  # fmt: skip
     if mse is not None:
         parts.append("By relative MSE per FLOP (geometric mean over tasks and quality "
@@ -246,8 +271,14 @@ def _lead(res: Results, timed: list[Ranked] | None, mse: list[Ranked] | None) ->
                      f"checkpoints' 95% intervals), {winner(mse)}.")  # fmt: skip
     if not parts:
         return ""
+    timed_on, mse_on = ranked_tasks(res, style)
+    covered = (timed_on if timed is not None else []) + (mse_on if mse is not None else [])
     which = "Both rankings are" if len(parts) == 2 else "The ranking is"
-    return " ".join(parts) + f" {which} {scale(res)}."
+    text = " ".join(parts) + f" {which} {scale(res, covered)}."
+    if timed is not None and mse is not None and timed_on != mse_on:
+        text += (f" The time ranking covers {', '.join(timed_on)}; the MSE ranking "
+                 f"{', '.join(mse_on)}.")  # fmt: skip
+    return text
 
 
 def build(res: Results, style: Style, out: Path) -> list[Section]:
@@ -261,6 +292,8 @@ def build(res: Results, style: Style, out: Path) -> list[Section]:
         ranked, seeds = timed
         text = _table(ranked, "tasks reaching the target")
         note = [] if seeds > 1 else ["One seed per setting: no interval, no rank is a finding."]
+        missing = unreached(per_setting(runs_to_target(res)))
+        note += [left_out(missing)] if missing else []
         path = write_table(out, "ranking-time", TIME_TITLE, TIME_SOURCE, text)
         sections.append(Section(TIME_TITLE, TIME_QUESTION, TIME_SOURCE, [path],
                                 [winner(ranked) + ".", *note, *_findings(ranked)],
@@ -276,5 +309,5 @@ def build(res: Results, style: Style, out: Path) -> list[Section]:
         sections.append(Section(MSE_TITLE, MSE_QUESTION, MSE_SOURCE, [path],
                                 [winner(mse) + ".", *_findings(mse)],
                                 body=text))  # fmt: skip
-    sections[0].lead = _lead(res, timed[0] if timed else None, mse)
+    sections[0].lead = _lead(res, style, timed[0] if timed else None, mse)
     return sections

@@ -324,8 +324,9 @@ def _reach(task: str, t: pd.DataFrame, name: Names, res: Results) -> list[str]:
             f"({int(f['reached'])}/{int(f['runs'])} seeds); {speedup}."
         )
     elif len(others):
+        bp_reached = len(bp) > 0 and _finite(bp.iloc[0]["seconds_median"])
         out.append(
-            f"No setting{' other than backprop' if len(bp) else ''} reaches the target "
+            f"No setting{' other than backprop' if bp_reached else ''} reaches the target "
             f"{target} in the median over seeds (the table's `reached` column gives the seeds "
             "that did)."
         )

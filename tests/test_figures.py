@@ -214,6 +214,18 @@ def test_a_run_without_backprop_never_says_other_than_backprop(tmp_path: Path) -
     assert "backprop" not in text.replace("backprop's", "")
 
 
+def test_backprop_not_reaching_either_is_not_set_apart(tmp_path: Path) -> None:
+    """Backprop and another setting, neither reaching 0.9: "Backprop does not reach" and "No
+    setting reaches", not "no setting other than backprop" (as if backprop had)."""
+    rows = _train(("backprop", "-"), [(0, 0.0, 0.1), (100, 1.0, 0.7)])
+    rows += _train(("fg-wt", "-"), [(0, 0.0, 0.1), (100, 3.0, 0.6)])
+    res = _results({"train.csv": rows})
+    (section,) = build_tables(res, _style(res), tmp_path)
+    text = " ".join(section.findings)
+    assert "Backprop does not reach the target accuracy 0.9" in text
+    assert "No setting reaches the target 0.9" in text and "other than backprop" not in text
+
+
 def _diagnostics(alignments: list[list[float]], even: float) -> pd.DataFrame:
     est, params = CV
     return pd.DataFrame([

@@ -158,6 +158,21 @@ def test_one_seed_has_no_interval_and_no_finding(tmp_path: Path) -> None:
     assert "| no interval" in index and "Ranks 1-2" not in index  # no overlap claimed either
 
 
+def test_a_task_no_setting_reached_is_left_out_and_named(tmp_path: Path) -> None:
+    """TIMES plus task-c, where nothing reached the target: the scores are TIMES's alone
+    (task-c would pull every score down by a third), and the report names task-c."""
+    times = {**TIMES, "task-c": {BACKPROP: (INF,) * 3, FAST: (INF,) * 3}}
+    res = load_results(_folder(tmp_path, times))
+    ranked, _ = time_ranking(res, _style(times))  # type: ignore[misc]
+    by = {x.label: x for x in ranked}
+    assert by["sparse-vjp"].score == pytest.approx((1 + 2.5 / 3) / 2)
+    assert by["sparse-vjp"].lo == pytest.approx(by["sparse-vjp"].score)
+    index = build_reports(res.folder, tmp_path / "report").read_text()
+    left = "Left out: task-c, where no setting reached the target in the median over seeds"
+    assert index.count(left) == 2  # the ranking's table and the performance profile
+    assert "seed 0; over the tasks some setting reached, not task-c)" in index.split("\n\n")[1]
+
+
 def test_nothing_reaching_the_target_is_a_skip_not_a_ranking(tmp_path: Path) -> None:
     times = {"task-a": {BACKPROP: (INF,) * 3, FAST: (INF,) * 3}}
     res = load_results(_folder(tmp_path, times))
@@ -194,3 +209,17 @@ def test_the_scale_says_the_seeds_each_setting_has(tmp_path: Path) -> None:
     text = scale(Results(tmp_path, manifest, {"train.csv": train}))
     assert "measured on 1 task, a (5 parameters), on an unrecorded device with 1 to 3 seeds a " \
         "setting;" in text  # fmt: skip
+
+
+def test_the_lead_lists_the_tasks_each_ranking_covers(tmp_path: Path) -> None:
+    """task-c is trained but has no quality rows: the time ranking covers it, the MSE ranking
+    does not, and the lead says which covers what; task-d, with no setting at its target, is
+    in neither."""
+    times = {**TIMES, "task-c": {BACKPROP: (1.0,) * 3, FAST: (2.0,) * 3},
+             "task-d": {BACKPROP: (INF,) * 3, FAST: (INF,) * 3}}  # fmt: skip
+    res = load_results(_folder(tmp_path, times, MSE))
+    lead = build_reports(res.folder, tmp_path / "report").read_text().split("\n\n")[1]
+    assert "Both rankings are measured on 3 tasks, task-a (1,000 parameters); task-b" in lead
+    assert lead.endswith(
+        "The time ranking covers task-a, task-b, task-c; the MSE ranking task-a, task-b."
+    )
