@@ -20,7 +20,8 @@ better. Over tasks and checkpoints (the whole backprop trajectory, not only its 
 end) the geometric mean, and the geometric means of the interval ends: an envelope that covers
 the geometric mean whenever every checkpoint's interval covers its value, not a joint 95% level.
 Exact gradients (rel_mse 0) are the reference, not ranked; only settings measured on every task
-are.
+are. A setting with one seed on a task has no interval (its draws' interval at fixed
+checkpoints says nothing of the seeds, and is zero for a deterministic estimator).
 
 A rank is a finding only when the setting's interval is disjoint from the next one's; where
 they overlap the table and the sentences say so.
@@ -65,8 +66,8 @@ MSE_SOURCE = (
     "quality.csv (`layer == total`, every checkpoint of every task, over seeds) and cost.csv "
     "(`flop_ratio`): rel_mse × flop_ratio, lower is better, with rel_mse's 95% interval (lower "
     "end clipped at 0); over tasks and checkpoints the geometric mean of the values and of the "
-    "interval ends (an envelope, not a joint 95% level); exact gradients are the reference and "
-    "not ranked."
+    "interval ends (an envelope, not a joint 95% level; none for a setting with one seed on a "
+    "task); exact gradients are the reference and not ranked."
 )
 
 
@@ -162,8 +163,12 @@ def mse_ranking(res: Results, style: Style) -> list[Ranked] | None:
     ranked = []
     for (est, params), g in end.groupby(KEYS[1:], sort=False):
         if g["task"].nunique() == n and g[["value", "lo", "hi"]].notna().all().all():
-            ranked.append(Ranked(style.label(str(est), str(params)), _geomean(g["value"]),
-                                 _geomean(g["lo"]), _geomean(g["hi"]), n))  # fmt: skip
+            # one seed on a task: its interval covers the draws at fixed checkpoints, not the
+            # seeds, and is zero for a deterministic estimator; no interval then, as in (a)
+            one = bool((g["seeds"] < 2).any())
+            lo, hi = (math.nan, math.nan) if one else (_geomean(g["lo"]), _geomean(g["hi"]))
+            ranked.append(Ranked(style.label(str(est), str(params)), _geomean(g["value"]), lo,
+                                 hi, n))  # fmt: skip
     return sorted(ranked, key=lambda x: x.score) if len(ranked) >= 2 else None
 
 

@@ -223,3 +223,14 @@ def test_the_lead_lists_the_tasks_each_ranking_covers(tmp_path: Path) -> None:
     assert lead.endswith(
         "The time ranking covers task-a, task-b, task-c; the MSE ranking task-a, task-b."
     )
+
+
+def test_one_seed_gives_the_mse_ranking_no_interval(tmp_path: Path) -> None:
+    """With one seed, quality.csv's intervals cover the draws at fixed checkpoints only (zero
+    for a deterministic estimator): no interval, and first place is not a finding."""
+    res = load_results(_folder(tmp_path, TIMES, MSE, seeds=1))
+    ranked = mse_ranking(res, _style(TIMES))
+    assert ranked is not None and all(math.isnan(x.lo) and math.isnan(x.hi) for x in ranked)
+    assert ranked[0].score == pytest.approx(1.0)  # the values stay
+    lead = build_reports(res.folder, tmp_path / "report").read_text().split("\n\n")[1]
+    assert "svd-subspace ranks first with 1 [-, -]; it has no interval, so first place" in lead
