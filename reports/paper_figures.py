@@ -209,7 +209,7 @@ def width_panel(ax: Axes, base: str, rows: pd.DataFrame, res: Results, style: St
                 parts = [_compare(mine, at[mine][w], o, at[o][w]) for o in others]
                 findings.append(f"On {base} at width {fmt(w)}: {'; '.join(parts)}.")
     legend_short(ax, short)
-    cut = short_sentence(base, rows, res, style)
+    cut = short_sentence(base, rows, short, res, style)
     return findings + ([cut] if cut is not None else [])
 
 

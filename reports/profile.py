@@ -112,7 +112,8 @@ def build(res: Results, style: Style, out: Path) -> list[Section]:
     runs = runs_to_target(res)
     if runs.empty:
         return [skip(TITLE, QUESTION, SOURCE, "the results hold no train.csv rows with a target")]
-    r = ratios(per_setting(runs), style)
+    reach = per_setting(runs)
+    r = ratios(reach, style)
     if r.shape[1] < 2:
         return [skip(TITLE, QUESTION, SOURCE, "only one estimator setting was trained")]
     if not np.isfinite(r.to_numpy()).any():
@@ -120,7 +121,7 @@ def build(res: Results, style: Style, out: Path) -> list[Section]:
                      "no setting reached its task's target in the median over seeds")]  # fmt: skip
     fig, findings = figure(r, style)
     tasks = ", ".join(r.index)
-    missing = unreached(per_setting(runs))
+    missing = unreached(reach)
     findings += [left_out(missing)] if missing else []
     return [Section(TITLE, QUESTION, SOURCE + f" Tasks: {tasks}.",
                     save(fig, out, "performance-profile"), findings)]  # fmt: skip

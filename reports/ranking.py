@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -219,15 +220,26 @@ def _findings(ranked: list[Ranked]) -> list[str]:
     return out
 
 
-def ranked_tasks(res: Results, style: Style) -> tuple[list[str], list[str]]:
-    """The tasks each ranking covers: the time ranking's (some setting reached the target) and
-    the MSE ranking's (quality and cost rows), in the results' task order."""
+class Coverage(NamedTuple):
+    """The tasks each ranking covers, in the results' task order: the time ranking's (some
+    setting reached the target), the MSE ranking's (quality and cost rows), and the trained
+    tasks the time ranking leaves out (no setting reached the target)."""
+
+    timed: list[str]
+    mse: list[str]
+    unreached: list[str]
+
+
+def coverage(res: Results, style: Style) -> Coverage:
+    """What each ranking covers and what the time ranking leaves out (`Coverage`)."""
     runs = runs_to_target(res)
-    timed = set(ratios(per_setting(runs), style).index) if not runs.empty else set()
+    reach = per_setting(runs) if not runs.empty else None
+    timed = set() if reach is None else set(ratios(reach, style).index)
     end = _mse_rows(res)
-    mse = set(end["task"]) if end is not None else set()
+    mse = set() if end is None else set(end["task"])
     order = res.tasks()
-    return [t for t in order if t in timed], [t for t in order if t in mse]
+    return Coverage([t for t in order if t in timed], [t for t in order if t in mse],
+                    [] if reach is None else unreached(reach))  # fmt: skip
 
 
 def scale(res: Results, only: list[str] | None = None) -> str:
@@ -257,15 +269,16 @@ def lead(res: Results, style: Style) -> str:
     """The report's first paragraph: the winner of each ranking and the scale measured; empty
     when neither ranking can be made."""
     timed = time_ranking(res, style)
-    return _lead(res, style, timed[0] if timed else None, mse_ranking(res, style))
+    return _lead(res, coverage(res, style), timed[0] if timed else None, mse_ranking(res, style))
 
 
-def _lead(res: Results, style: Style, timed: list[Ranked] | None, mse: list[Ranked] | None) -> str:
+def _lead(
+    res: Results, cover: Coverage, timed: list[Ranked] | None, mse: list[Ranked] | None
+) -> str:
     parts = []
     if timed is not None:
-        missing = unreached(per_setting(runs_to_target(res)))
-        where = (f"; over the tasks some setting reached, not {', '.join(missing)}"
-                 if missing else "")  # fmt: skip
+        where = (f"; over the tasks some setting reached, not {', '.join(cover.unreached)}"
+                 if cover.unreached else "")  # fmt: skip
         parts.append("By time to target across tasks (performance-profile score: the area under "
                      f"rho(tau) up to tau_max = {fmt(TAU_MAX)}, 1 = fastest on every task; "
                      f"bootstrap 95% interval over seeds, seed {SEED}{where}), "
@@ -276,18 +289,18 @@ def _lead(res: Results, style: Style, timed: list[Ranked] | None, mse: list[Rank
                      f"checkpoints' 95% intervals), {winner(mse)}.")  # fmt: skip
     if not parts:
         return ""
-    timed_on, mse_on = ranked_tasks(res, style)
-    covered = (timed_on if timed is not None else []) + (mse_on if mse is not None else [])
+    covered = (cover.timed if timed is not None else []) + (cover.mse if mse is not None else [])
     which = "Both rankings are" if len(parts) == 2 else "The ranking is"
     text = " ".join(parts) + f" {which} {scale(res, covered)}."
-    if timed is not None and mse is not None and timed_on != mse_on:
-        text += (f" The time ranking covers {', '.join(timed_on)}; the MSE ranking "
-                 f"{', '.join(mse_on)}.")  # fmt: skip
+    if timed is not None and mse is not None and cover.timed != cover.mse:
+        text += (f" The time ranking covers {', '.join(cover.timed)}; the MSE ranking "
+                 f"{', '.join(cover.mse)}.")  # fmt: skip
     return text
 
 
 def build(res: Results, style: Style, out: Path) -> list[Section]:
     sections = []
+    cover = coverage(res, style)
     timed = time_ranking(res, style)
     if timed is None:
         sections.append(skip(TIME_TITLE, TIME_QUESTION, TIME_SOURCE,
@@ -297,8 +310,7 @@ def build(res: Results, style: Style, out: Path) -> list[Section]:
         ranked, seeds = timed
         text = _table(ranked, "tasks reaching the target")
         note = [] if seeds > 1 else ["One seed per setting: no interval, no rank is a finding."]
-        missing = unreached(per_setting(runs_to_target(res)))
-        note += [left_out(missing)] if missing else []
+        note += [left_out(cover.unreached)] if cover.unreached else []
         path = write_table(out, "ranking-time", TIME_TITLE, TIME_SOURCE, text)
         sections.append(Section(TIME_TITLE, TIME_QUESTION, TIME_SOURCE, [path],
                                 [winner(ranked) + ".", *note, *_findings(ranked)],
@@ -314,5 +326,5 @@ def build(res: Results, style: Style, out: Path) -> list[Section]:
         sections.append(Section(MSE_TITLE, MSE_QUESTION, MSE_SOURCE, [path],
                                 [winner(mse) + ".", *_findings(mse)],
                                 body=text))  # fmt: skip
-    sections[0].lead = _lead(res, style, timed[0] if timed else None, mse)
+    sections[0].lead = _lead(res, cover, timed[0] if timed else None, mse)
     return sections

@@ -43,11 +43,12 @@ def short_of_budget(rows: pd.DataFrame, res: Results) -> pd.Series:
     return rows["step"] < pd.to_numeric(budget, errors="coerce").fillna(-np.inf)
 
 
-def short_sentence(base: str, rows: pd.DataFrame, res: Results, style: Style) -> str | None:
+def short_sentence(
+    base: str, rows: pd.DataFrame, cut: pd.Series, res: Results, style: Style
+) -> str | None:
     """One finding naming each setting and width of `rows` (`along_option` finals of one base
-    task) whose runs a cap cut short, with the median last step of those runs against the
-    budget and the cap; None when no run was cut short."""
-    cut = short_of_budget(rows, res)
+    task) whose runs a cap cut short (`cut`: `short_of_budget` of `rows`), with the median last
+    step of those runs against the budget and the cap; None when no run was cut short."""
     parts = []
     for (est, params, width, task), g in rows.groupby(["estimator", "params", "width", "task"]):
         short = g[cut.loc[g.index]]
@@ -119,7 +120,7 @@ def build(res: Results, style: Style, out: Path) -> list[Section]:
                 f"from {fmt(loss[0])} to {fmt(loss[-1])}."
             )
         legend_short(acc_ax, short)
-        cut = short_sentence(base, rows, res, style)
+        cut = short_sentence(base, rows, short, res, style)
         findings += [cut] if cut is not None else []
         target = res.target(rows["task"].iloc[0])
         if target is not None:
